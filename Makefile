@@ -1,0 +1,34 @@
+# One-command entry points; every target creates .venv on first use.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.PHONY: install train test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## The main experiment: the reference CNN on MNIST (embedded subset unless full MNIST is local).
+train: $(STAMP)
+	$(BIN)/python -m experiments.cnn_mnist --workdir runs/cnn_mnist $(ARGS)
+
+## The whole suite (two workers; slow multi-process tests included).
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -q $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check jaxdl experiments tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python -m benchmarks.run $(ARGS)
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,76 @@
+"""Deterministic, resumable batching of in-memory arrays.
+
+The order of epoch `e` is `default_rng([seed, e]).permutation(n)`: a pure function
+of (seed, epoch), so the data position is just (epoch, batch index) and a resumed
+run sees exactly the batches an uninterrupted run would. Every batch has the same
+shape (one compilation): a short last batch is padded and carries `mask` = 0 on
+the padding, which the task losses exclude. With several processes, each yields
+only its slice of every global batch (`process_index`-th of `process_count`).
+"""
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+
+from jaxdl.errors import UserError
+
+
+@dataclasses.dataclass(frozen=True)
+class Position:
+    epoch: int
+    batch: int  # index of the next batch within the epoch
+
+
+class ArrayLoader:
+    """Batches of a dict of equal-length numpy arrays, with a `mask` key added."""
+
+    def __init__(self, arrays: Mapping[str, np.ndarray], batch_size: int, *, shuffle: bool = True,
+                 seed: int = 0, drop_last: bool = False, process_index: int = 0,
+                 process_count: int = 1):
+        lengths = {k: len(v) for k, v in arrays.items()}
+        if not lengths or len(set(lengths.values())) != 1:
+            raise UserError(f"loader arrays must be non-empty and equally long, got {lengths}")
+        self.n = next(iter(lengths.values()))
+        if self.n == 0:
+            raise UserError("the dataset is empty; check the data source or its split")
+        if batch_size <= 0 or batch_size % process_count:
+            raise UserError(f"batch size {batch_size} must be positive and divisible by the "
+                            f"process count {process_count}; change --config.batch_size")
+        if drop_last and self.n < batch_size:
+            raise UserError(f"{self.n} examples are fewer than one batch of {batch_size}; "
+                            "lower --config.batch_size")
+        self.arrays = dict(arrays)
+        self.batch_size = batch_size
+        self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
+        self.process_index, self.process_count = process_index, process_count
+
+    @property
+    def batches_per_epoch(self) -> int:
+        full, rest = divmod(self.n, self.batch_size)
+        return full if (self.drop_last or not rest) else full + 1
+
+    def position(self, step: int) -> Position:
+        """Where a run that has taken `step` steps continues."""
+        return Position(*divmod(int(step), self.batches_per_epoch))
+
+    def order(self, epoch: int) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(self.n)
+        return np.random.default_rng([self.seed, epoch]).permutation(self.n)
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[dict]:
+        """Yield this process's part of batches `start..` of `epoch`."""
+        order = self.order(epoch)
+        local = self.batch_size // self.process_count
+        lo = self.process_index * local
+        for b in range(start, self.batches_per_epoch):
+            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            mask = np.zeros(self.batch_size, np.float32)
+            mask[:len(idx)] = 1.0
+            if len(idx) < self.batch_size:  # pad with the first examples, masked out
+                idx = np.concatenate([idx, order[: self.batch_size - len(idx)]])
+            idx, mask = idx[lo:lo + local], mask[lo:lo + local]
+            batch = {k: v[idx] for k, v in self.arrays.items()}
+            batch["mask"] = mask
+            yield batch

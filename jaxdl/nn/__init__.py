@@ -1,0 +1,6 @@
+"""Pure flax.linen modules: no optax, no I/O, no training logic."""
+
+from jaxdl.nn.cnn import ConvNet, MyNet, mynet_params_from_torch
+from jaxdl.nn.mlp import ACTIVATIONS, MLP, get_activation
+
+__all__ = ["ACTIVATIONS", "MLP", "ConvNet", "MyNet", "get_activation", "mynet_params_from_torch"]

@@ -1,0 +1,105 @@
+"""Convolutional image classifiers: the reference MyNet, exactly, and a configurable ConvNet.
+
+MyNet is the reference primer's PyTorch `MY_NET`, layer for layer, on NHWC input:
+
+    (B, 48, 48, 3) -conv3x3 32, relu-> -conv3x3 64, relu-> -maxpool 2-> (B, 24, 24, 64)
+    -conv3x3 128, relu-> -maxpool 2-> (B, 12, 12, 128) -flatten-> 18432
+    -dropout 0.5-> fc 512, relu -dropout 0.5-> fc num_classes (logits)
+
+Parameters: conv1 896, conv2 18,496, conv3 73,856, fc1 9,437,696, fc2 5,130 (10 classes).
+`mynet_params_from_torch` converts the reference's PyTorch weights, so the same
+numbers can be checked on both sides.
+"""
+
+from collections.abc import Mapping, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdl.errors import UserError
+
+PAD1 = ((1, 1), (1, 1))  # PyTorch's padding=1, stated exactly rather than 'SAME'
+
+
+class MyNet(nn.Module):
+    """The reference CNN (3x48x48 input); dropout is active only when `train=True`."""
+
+    num_classes: int = 10
+    dropout_rate: float = 0.5
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        check_images(x, (48, 48, 3), "MyNet")
+        x = nn.relu(nn.Conv(32, (3, 3), padding=PAD1, name="conv1")(x))  # (B, 48, 48, 32)
+        x = nn.relu(nn.Conv(64, (3, 3), padding=PAD1, name="conv2")(x))  # (B, 48, 48, 64)
+        x = nn.max_pool(x, (2, 2), strides=(2, 2))  # (B, 24, 24, 64)
+        x = nn.relu(nn.Conv(128, (3, 3), padding=PAD1, name="conv3")(x))  # (B, 24, 24, 128)
+        x = nn.max_pool(x, (2, 2), strides=(2, 2))  # (B, 12, 12, 128)
+        x = x.reshape((x.shape[0], -1))  # (B, 18432), flattened (H, W, C)
+        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        x = nn.relu(nn.Dense(512, name="fc1")(x))
+        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        return nn.Dense(self.num_classes, name="fc2")(x)  # (B, num_classes)
+
+
+def check_images(x, hwc: tuple[int, int, int], model: str) -> None:
+    """Shape and dtype check at trace time, so a bad batch fails before compiling."""
+    if x.ndim != 4 or tuple(x.shape[1:]) != hwc:
+        raise UserError(f"{model} expects images of shape (batch, {hwc[0]}, {hwc[1]}, {hwc[2]}) "
+                        f"NHWC, got {tuple(x.shape)}; resize to {hwc[0]}x{hwc[1]} with "
+                        f"{hwc[2]} channels (jaxdl.data.transforms) and put channels last")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise UserError(f"{model} expects float images, got {x.dtype}; scale uint8 pixels to "
+                        "[0, 1] and normalise (jaxdl.data.transforms.to_float)")
+
+
+class ConvNet(nn.Module):
+    """A configurable conv stack: per stage conv(3x3)+act [+BatchNorm], then max or avg pool."""
+
+    num_classes: int = 10
+    features: Sequence[int] = (32, 64)
+    dense: Sequence[int] = (128,)
+    pool: str = "max"  # 'max' | 'avg'
+    dropout_rate: float = 0.0
+    batch_norm: bool = False
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        pool = {"max": nn.max_pool, "avg": nn.avg_pool}[self.pool]
+        for i, width in enumerate(self.features):
+            x = nn.Conv(width, (3, 3), padding=PAD1, use_bias=not self.batch_norm,
+                        name=f"conv{i + 1}")(x)
+            if self.batch_norm:
+                x = nn.BatchNorm(use_running_average=not train, momentum=0.9, name=f"bn{i + 1}")(x)
+            x = pool(nn.relu(x), (2, 2), strides=(2, 2))
+        x = x.reshape((x.shape[0], -1))
+        for i, width in enumerate(self.dense):
+            x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+            x = nn.relu(nn.Dense(width, name=f"fc{i + 1}")(x))
+        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        return nn.Dense(self.num_classes, name="head")(x)
+
+
+def mynet_params_from_torch(state_dict: Mapping[str, np.ndarray]) -> dict:
+    """Convert the reference `MY_NET.state_dict()` (as numpy arrays) into MyNet params.
+
+    conv weights OIHW -> HWIO; linear weights (out, in) -> (in, out); and fc1's
+    input axis re-ordered, because PyTorch flattens (C=128, H=12, W=12) while
+    NHWC flattens (H, W, C).
+    """
+    sd = {k: np.asarray(v, np.float32) for k, v in state_dict.items()}
+    missing = [k for k in ("conv1.weight", "conv2.weight", "conv3.weight", "fc1.weight",
+                           "fc2.weight") if k not in sd]
+    if missing:
+        raise ValueError(f"state_dict lacks {missing}; pass MY_NET().state_dict() as numpy")
+    params = {}
+    for name in ("conv1", "conv2", "conv3"):
+        params[name] = {"kernel": sd[f"{name}.weight"].transpose(2, 3, 1, 0),
+                        "bias": sd[f"{name}.bias"]}
+    fc1 = sd["fc1.weight"]  # (512, 128*12*12) indexed (c, h, w)
+    out = fc1.shape[0]
+    params["fc1"] = {"kernel": fc1.reshape(out, 128, 12, 12).transpose(2, 3, 1, 0).reshape(-1, out),
+                     "bias": sd["fc1.bias"]}
+    params["fc2"] = {"kernel": sd["fc2.weight"].T, "bias": sd["fc2.bias"]}
+    return params

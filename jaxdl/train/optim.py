@@ -1,0 +1,89 @@
+"""Optimizer recipes on optax, named as PyTorch users know them.
+
+Weight decay comes in two kinds, and the name says which:
+
+- `adam`, `sgd`, `momentum`, `rmsprop` with `weight_decay=wd` add `wd * param` to the
+  gradient before the update (PyTorch's coupled L2, `torch.optim.Adam(weight_decay=)`):
+  `optax.chain(optax.add_decayed_weights(wd), optax.adam(lr))`.
+- `adamw` decays the weights directly, outside the adaptive scaling (Loshchilov &
+  Hutter; `torch.optim.AdamW`): `optax.adamw(lr, weight_decay=wd)`.
+
+The reference CNN recipe is `adam` with lr 1e-3 and weight decay 1e-4 (coupled).
+"""
+
+import optax
+
+from jaxdl.errors import UserError
+
+OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop")
+SCHEDULES = ("constant", "cosine", "warmup_cosine", "warmup_constant")
+
+
+def make_schedule(
+    learning_rate: float,
+    schedule: str = "constant",
+    *,
+    total_steps: int = 0,
+    warmup_steps: int = 0,
+    min_learning_rate: float = 0.0,
+) -> optax.Schedule:
+    """A learning-rate schedule from optax: constant, cosine, or either after linear warmup."""
+    if schedule == "constant":
+        return optax.constant_schedule(learning_rate)
+    if schedule == "warmup_constant":
+        return optax.join_schedules(
+            [optax.linear_schedule(0.0, learning_rate, max(warmup_steps, 1)),
+             optax.constant_schedule(learning_rate)],
+            [max(warmup_steps, 1)],
+        )
+    if schedule in ("cosine", "warmup_cosine"):
+        if total_steps <= 0:
+            raise UserError(f"schedule {schedule!r} needs total_steps > 0; set the run length")
+        warmup = warmup_steps if schedule == "warmup_cosine" else 0
+        return optax.warmup_cosine_decay_schedule(
+            init_value=0.0 if warmup else learning_rate,
+            peak_value=learning_rate,
+            warmup_steps=warmup,
+            decay_steps=max(total_steps, warmup + 1),
+            end_value=min_learning_rate,
+        )
+    raise UserError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
+
+
+def make_optimizer(
+    name: str,
+    learning_rate: float | optax.Schedule,
+    weight_decay: float = 0.0,
+    *,
+    momentum: float = 0.9,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    rmsprop_decay: float = 0.99,
+    grad_clip_norm: float | None = None,
+) -> optax.GradientTransformation:
+    """Build a named optimizer; see the module docstring for what weight decay means.
+
+    Defaults follow PyTorch (Adam eps 1e-8, RMSprop alpha 0.99 and eps 1e-8), so a
+    recipe ported from PyTorch behaves the same.
+    """
+    if name == "sgd":
+        core = optax.sgd(learning_rate)
+    elif name == "momentum":
+        core = optax.sgd(learning_rate, momentum=momentum)
+    elif name == "adam":
+        core = optax.adam(learning_rate, b1=b1, b2=b2, eps=eps)
+    elif name == "adamw":
+        core = optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
+    elif name == "rmsprop":
+        # PyTorch's RMSprop adds eps outside the square root and starts the average at 0.
+        core = optax.rmsprop(learning_rate, decay=rmsprop_decay, eps=eps, eps_in_sqrt=False)
+    else:
+        raise UserError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    parts = []
+    if grad_clip_norm:
+        parts.append(optax.clip_by_global_norm(grad_clip_norm))
+    if weight_decay and name != "adamw":
+        parts.append(optax.add_decayed_weights(weight_decay))
+    parts.append(core)
+    return optax.chain(*parts) if len(parts) > 1 else core

@@ -1,0 +1,66 @@
+"""The train state: everything a step reads and writes, as one pytree of arrays.
+
+`tx` is static (a pure optax transformation), so the state checkpoints as plain
+arrays and a restored state is bitwise the one that was saved. The rng is a raw
+uint32 key; per-step randomness is derived as `fold_in(rng, step)`, never carried.
+"""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+
+class TrainState(struct.PyTreeNode):
+    step: jax.Array
+    params: Any
+    opt_state: Any
+    rng: jax.Array
+    batch_stats: Any = None  # mutable model state (BatchNorm); None when the model has none
+    ema_params: Any = None  # exponential moving average of params; None unless asked for
+    tx: optax.GradientTransformation = struct.field(pytree_node=False, default=None)
+    ema_decay: float = struct.field(pytree_node=False, default=0.0)
+
+    def apply_gradients(self, grads, **changes) -> "TrainState":
+        """One optimizer update; the step counter and the EMA advance with it."""
+        updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
+        params = optax.apply_updates(self.params, updates)
+        ema = self.ema_params
+        if ema is not None:
+            ema = optax.incremental_update(params, ema, 1.0 - self.ema_decay)
+        return self.replace(
+            step=self.step + 1, params=params, opt_state=opt_state, ema_params=ema, **changes
+        )
+
+
+def create_train_state(
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    rng: jax.Array,
+    example_batch: Any,
+    *,
+    input_key: str = "image",
+    ema_decay: float | None = None,
+) -> TrainState:
+    """Initialise params from one example batch (a dict holding `input_key`, or an array).
+
+    Modules are initialised with `train=False` so no dropout rng is needed.
+    """
+    x = example_batch[input_key] if isinstance(example_batch, dict) else example_batch
+    init_rng, state_rng = jax.random.split(rng)
+    variables = model.init({"params": init_rng}, x, train=False)
+    params = variables["params"]
+    batch_stats = variables.get("batch_stats")
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=tx.init(params),
+        rng=state_rng,
+        batch_stats=batch_stats,
+        ema_params=None if not ema_decay else jax.tree.map(jnp.copy, params),
+        tx=tx,
+        ema_decay=float(ema_decay or 0.0),
+    )

@@ -1,0 +1,113 @@
+"""The one train step: pure, jit-able, randomness derived from the step, masks, BatchNorm, EMA."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdl.nn import MLP, ConvNet
+from jaxdl.tasks import classify
+from jaxdl.train import create_train_state, make_eval_step, make_optimizer, make_train_step
+
+
+def _blobs(n=128, seed=0):
+    """Three Gaussian blobs in 2-D: a real, separable classification problem."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n).astype(np.int32)
+    centres = np.array([[2.0, 0.0], [-1.0, 1.7], [-1.0, -1.7]], np.float32)
+    x = centres[labels] + 0.5 * rng.standard_normal((n, 2)).astype(np.float32)
+    return {"x": x, "label": labels, "mask": np.ones(n, np.float32)}
+
+
+LOSS = functools.partial(classify.softmax_cross_entropy, input_key="x")
+
+
+def _state(model=None, opt="adam", lr=1e-2, **kw):
+    model = model or MLP((16, 3), dropout=0.3)
+    tx = make_optimizer(opt, lr)
+    return model, create_train_state(model, tx, jax.random.PRNGKey(0), jnp.zeros((1, 2)), **kw)
+
+
+def test_step_is_pure_and_deterministic():
+    model, state = _state()
+    step = jax.jit(make_train_step(LOSS, model))
+    batch = _blobs()
+    s1, m1 = step(state, batch)
+    s2, m2 = step(state, batch)
+    for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(s2), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert int(s1.step) == 1 and int(state.step) == 0
+    assert float(m1["count"]) == 128.0
+
+
+def test_dropout_rng_comes_from_the_step_counter():
+    model, state = _state()
+    step = jax.jit(make_train_step(LOSS, model))
+    batch = _blobs()
+    _, m_at_0 = step(state, batch)
+    _, m_at_5 = step(state.replace(step=jnp.asarray(5, jnp.int32)), batch)
+    assert float(m_at_0["loss_sum"]) != float(m_at_5["loss_sum"])
+
+
+def test_loss_decreases_and_eval_step_is_deterministic():
+    model, state = _state()
+    step = jax.jit(make_train_step(LOSS, model))
+    evaluate = jax.jit(make_eval_step(LOSS, model))
+    batch = _blobs()
+    before = evaluate(state, batch)
+    for _ in range(100):
+        state, _ = step(state, batch)
+    after = evaluate(state, batch)
+    assert float(after["loss_sum"]) < 0.3 * float(before["loss_sum"])
+    assert float(after["correct"]) / 128 > 0.95
+    again = evaluate(state, batch)
+    assert float(again["loss_sum"]) == float(after["loss_sum"])
+
+
+def test_mask_excludes_padding():
+    model, state = _state()
+    evaluate = jax.jit(make_eval_step(LOSS, model))
+    batch = _blobs(8)
+    padded = {k: np.concatenate([v, v[:3]]) for k, v in batch.items()}
+    padded["mask"][8:] = 0.0
+    padded["label"][8:] = 0
+    m, mp = evaluate(state, batch), evaluate(state, padded)
+    np.testing.assert_allclose(float(m["loss_sum"]), float(mp["loss_sum"]), rtol=1e-6)
+    assert float(mp["count"]) == 8.0
+
+
+def test_batch_stats_are_updated_by_the_step():
+    model = ConvNet(num_classes=3, features=(4,), dense=(8,), batch_norm=True)
+    tx = make_optimizer("sgd", 0.1)
+    x = jax.random.normal(jax.random.PRNGKey(1), (8, 8, 8, 1)) + 3.0
+    state = create_train_state(model, tx, jax.random.PRNGKey(0), x)
+    assert state.batch_stats is not None
+    step = jax.jit(make_train_step(classify.softmax_cross_entropy, model))
+    new, metrics = step(state, {"image": x, "label": jnp.zeros(8, jnp.int32)})
+    before = state.batch_stats["bn1"]["mean"]
+    after = new.batch_stats["bn1"]["mean"]
+    assert not np.allclose(before, after)
+    assert np.isfinite(float(metrics["loss_sum"]))
+
+
+def test_ema_params_follow_the_params():
+    model, state = _state(ema_decay=0.5)
+    step = jax.jit(make_train_step(LOSS, model))
+    new, _ = step(state, _blobs())
+    expected = jax.tree.map(lambda p, e: 0.5 * p + 0.5 * e, new.params, state.ema_params)
+    for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(new.ema_params), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_preprocess_runs_inside_the_step_with_train_flag():
+    seen = []
+
+    def preprocess(batch, rng, train):
+        seen.append(train)
+        return {**batch, "x": batch["x"] * 2.0}
+
+    model, state = _state()
+    jax.jit(make_train_step(LOSS, model, preprocess=preprocess))(state, _blobs())
+    jax.jit(make_eval_step(LOSS, model, preprocess=preprocess))(state, _blobs())
+    assert seen == [True, False]
