@@ -23,7 +23,7 @@ from jaxdl.data.loader import ArrayLoader
 from jaxdl.nn import MyNet
 from jaxdl.tasks import classify
 from jaxdl.train import create_train_state, make_optimizer, make_train_step
-from jaxdl.train.loop import compile_step, fit
+from jaxdl.train.loop import compile_step, fit, train_compiler_options
 from jaxdl.train.report import classification_report, make_logits_fn
 
 
@@ -69,7 +69,8 @@ def main(config, workdir):
                                             degrees=config.rotation_degrees,
                                             brightness=config.jitter, contrast=config.jitter)
     train_step = compile_step(make_train_step(classify.softmax_cross_entropy, model,
-                                              preprocess=preprocess))
+                                              preprocess=preprocess),
+                              compiler_options=train_compiler_options())
     loader = ArrayLoader({"image": train.images, "label": train.labels}, config.batch_size,
                          seed=config.seed)
     test_loader = ArrayLoader({"image": test.images, "label": test.labels},

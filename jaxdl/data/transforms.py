@@ -14,7 +14,8 @@ copied from torchvision/PIL:
 * ``rotate``: PIL ``Image.rotate(angle, NEAREST, expand=False, fillcolor=0)``: counter-clockwise
   for positive angles as displayed, about the centre ``(W/2, H/2)`` in pixel-corner coordinates,
   inverse mapping, nearest neighbour (PIL floors the corner-coordinate source position, i.e.
-  rounds half up in index coordinates), out-of-image sources filled with 0.
+  rounds half up in index coordinates), out-of-image sources filled with 0. PIL's 16.16
+  fixed-point position arithmetic is emulated so the chosen source pixels match it.
 * ``adjust_brightness`` / ``adjust_contrast``: ``ImageEnhance`` blends with black / with the mean
   luma (0.299R + 0.587G + 0.114B), clipped.
 * ``color_jitter``: factors uniform in ``[max(0, 1 - v), 1 + v]`` and a random brightness/contrast
@@ -195,19 +196,26 @@ def reference_train_transform(
     *,
     mean: Any = MNIST_MEAN,
     std: Any = MNIST_STD,
+    degrees: float = 10.0,
+    brightness: float = 0.2,
+    contrast: float = 0.2,
 ) -> jax.Array:
     """Train pipeline on a (B, H, W, 1|3) batch -> (B, size, size, 3) float32, normalised.
 
     Per-example randomness from ``jax.random.split(rng, B)``; same rng, same output.
+    A grayscale batch is augmented on its one channel and repeated to three afterwards:
+    the same result as augmenting three equal channels (their luma is the grey value),
+    for a third of the work.
     """
-    x = _prepare(images, size)
+    chex.assert_rank(images, 4)
+    x = resize(to_float(images), size)
 
     def augment(image: jax.Array, key: jax.Array) -> jax.Array:
         k_rot, k_jit = jax.random.split(key)
-        return color_jitter(random_rotation(image, k_rot, 10.0), k_jit, 0.2, 0.2)
+        return color_jitter(random_rotation(image, k_rot, degrees), k_jit, brightness, contrast)
 
     x = jax.vmap(augment)(x, jax.random.split(rng, x.shape[0]))
-    return normalize(x, mean, std)
+    return normalize(grayscale_to_rgb(x), mean, std)
 
 
 def reference_test_transform(
@@ -222,6 +230,10 @@ def make_preprocess(
     size: int = 48,
     augment: bool = True,
     normalize_stats: tuple[Any, Any] | None = (MNIST_MEAN, MNIST_STD),
+    *,
+    degrees: float = 10.0,
+    brightness: float = 0.2,
+    contrast: float = 0.2,
 ) -> Callable[[Mapping[str, Any], jax.Array | None, bool], dict[str, Any]]:
     """Build ``preprocess(batch, rng, train) -> batch`` for the jitted train/eval step.
 
@@ -238,7 +250,9 @@ def make_preprocess(
         if train and augment:
             if rng is None:
                 raise ValueError("preprocess(train=True) with augment needs an rng")
-            out = reference_train_transform(images, rng, size, mean=mean, std=std)
+            out = reference_train_transform(images, rng, size, mean=mean, std=std,
+                                            degrees=degrees, brightness=brightness,
+                                            contrast=contrast)
         else:
             out = reference_test_transform(images, size, mean=mean, std=std)
         return {**batch, image_key: out}

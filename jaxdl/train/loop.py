@@ -23,9 +23,37 @@ from jaxdl.train.checkpoint import Checkpointer
 from jaxdl.train.step import reduce_metrics
 
 
-def compile_step(step_fn: Callable, *, donate: bool = True) -> Callable:
-    """jit the step, donating the state's buffers (it is replaced by the new state)."""
-    return jax.jit(step_fn, donate_argnums=(0,) if donate else ())
+# XLA:CPU's YNNPACK fusions slow the CNN's backward pass; without them the train step
+# runs about 1.5x faster here, while inference is faster with them (DESIGN, known traps).
+CPU_TRAIN_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+
+
+def compile_step(step_fn: Callable, *, donate: bool = True,
+                 compiler_options: dict | None = None, **jit_kwargs) -> Callable:
+    """jit the step, donating the state's buffers (it is replaced by the new state).
+
+    `compiler_options` are applied per compiled function (ahead-of-time, on the first
+    call's shapes), so a train step and an eval step can each take their faster path.
+    """
+    jitted = jax.jit(step_fn, donate_argnums=(0,) if donate else (), **jit_kwargs)
+    if not compiler_options:
+        return jitted
+    compiled = {}
+
+    def call(*args):
+        key = jax.tree.structure(args), tuple(
+            (getattr(x, "shape", None), str(getattr(x, "dtype", type(x))))
+            for x in jax.tree.leaves(args))
+        if key not in compiled:
+            compiled[key] = jitted.lower(*args).compile(compiler_options=compiler_options)
+        return compiled[key](*args)
+
+    return call
+
+
+def train_compiler_options() -> dict | None:
+    """The options jaxdl sets for train steps on this backend (CPU only, for now)."""
+    return CPU_TRAIN_COMPILER_OPTIONS if jax.default_backend() == "cpu" else None
 
 
 def epoch_line(epoch: int, metrics: dict) -> str:
