@@ -37,8 +37,8 @@ def test_fit_prints_epoch_lines_and_checkpoints(tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == [
         "12", "6"]
     assert history[1]["loss"] < history[0]["loss"]
-    assert [json.loads(r)["epoch"] for r in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [
-        1, 2]
+    rows = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["epoch"] for r in rows] == [1, 2]
 
 
 def test_resume_continues_exactly(tmp_path, capsys):

@@ -22,7 +22,6 @@ from tqdm.auto import tqdm
 from jaxdl.train.checkpoint import Checkpointer
 from jaxdl.train.step import reduce_metrics
 
-
 # XLA:CPU's YNNPACK fusions slow the CNN's backward pass; without them the train step
 # runs about 1.5x faster here, while inference is faster with them (DESIGN, known traps).
 CPU_TRAIN_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
