@@ -86,3 +86,18 @@ def _save(fig, path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_attention(weights: np.ndarray, path: str | Path, *, keys, queries,
+                   title: str | None = None) -> Path:
+    """An attention map: rows are queries (e.g. output characters), columns keys (inputs)."""
+    weights = np.asarray(weights)
+    fig, ax = plt.subplots(figsize=(0.28 * len(keys) + 1.8, 0.28 * len(queries) + 1.4))
+    ax.imshow(weights[: len(queries), : len(keys)], cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(keys)), [repr(k)[1:-1] or " " for k in keys], fontsize=8)
+    ax.set_yticks(range(len(queries)), list(queries), fontsize=8)
+    ax.set_xlabel("source")
+    ax.set_ylabel("output")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return _save(fig, path)

@@ -45,13 +45,19 @@ def create_train_state(
     input_key: str = "image",
     ema_decay: float | None = None,
 ) -> TrainState:
-    """Initialise params from one example batch (a dict holding `input_key`, or an array).
+    """Initialise params from one example batch: a dict holding `input_key`, an array, or a
+    tuple of the model's positional inputs (e.g. `(src, tgt)` for an encoder-decoder).
 
     Modules are initialised with `train=False` so no dropout rng is needed.
     """
-    x = example_batch[input_key] if isinstance(example_batch, dict) else example_batch
+    if isinstance(example_batch, dict):
+        inputs = (example_batch[input_key],)
+    elif isinstance(example_batch, tuple):
+        inputs = example_batch
+    else:
+        inputs = (example_batch,)
     init_rng, state_rng = jax.random.split(rng)
-    variables = model.init({"params": init_rng}, x, train=False)
+    variables = model.init({"params": init_rng}, *inputs, train=False)
     params = variables["params"]
     batch_stats = variables.get("batch_stats")
     return TrainState(

@@ -1,0 +1,115 @@
+"""Transformers: masks, positional encodings, the KV cache, parameter counts, seq2seq."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdl.errors import UserError
+from jaxdl.nn.transformer import (
+    DecoderLM,
+    EncoderDecoder,
+    PositionalEncoding,
+    init_cache,
+    sinusoidal_table,
+)
+from jaxdl.tasks import seq2seq
+from jaxdl.train import create_train_state, make_optimizer, make_train_step
+
+NANOGPT_CPU = dict(num_layers=4, num_heads=4, dim=128, max_len=64, use_bias=False)
+
+
+def _lm(**kw):
+    cfg = dict(num_layers=2, num_heads=4, dim=32, max_len=16) | kw
+    model = DecoderLM(65, **cfg)
+    tokens = jax.random.randint(jax.random.PRNGKey(1), (2, cfg["max_len"]), 0, 65)
+    return model, model.init(jax.random.PRNGKey(0), tokens)["params"], tokens
+
+
+def test_sinusoidal_table_matches_the_formula():
+    table = sinusoidal_table(50, 16)
+    p, i = 37, 3
+    assert table[p, 2 * i] == pytest.approx(np.sin(p / 10000 ** (2 * i / 16)), abs=1e-6)
+    assert table[p, 2 * i + 1] == pytest.approx(np.cos(p / 10000 ** (2 * i / 16)), abs=1e-6)
+    assert table[0, 0::2].tolist() == [0.0] * 8 and table[0, 1::2].tolist() == [1.0] * 8
+    x = jnp.zeros((1, 5, 16))
+    out = PositionalEncoding(50, "sinusoidal").apply({}, x, 3)
+    np.testing.assert_allclose(out[0], table[3:8], atol=1e-7)
+
+
+def test_causal_mask_future_tokens_change_no_earlier_output():
+    model, params, tokens = _lm()
+    base = model.apply({"params": params}, tokens)
+    changed = model.apply({"params": params}, tokens.at[:, 9].set((tokens[:, 9] + 1) % 65))
+    np.testing.assert_array_equal(base[:, :9], changed[:, :9])
+    assert np.abs(np.asarray(base[:, 9:] - changed[:, 9:])).max() > 1e-3
+
+
+def test_padding_mask_hides_padded_source_tokens():
+    model = EncoderDecoder(20, 20, num_layers=1, dim=32, max_src_len=10, max_tgt_len=6,
+                           dropout=0.0)
+    src = jnp.array([[5, 6, 7, 8, 0, 0, 0, 0, 0, 0]])
+    tgt = jnp.array([[1, 4, 5, 6, 7, 8]])
+    params = model.init(jax.random.PRNGKey(0), src, tgt)["params"]
+    out = model.apply({"params": params}, src, tgt)
+    other_padding = src.at[0, 6].set(0).at[0, 4:].set(0)  # same real tokens, same padding
+    np.testing.assert_array_equal(out, model.apply({"params": params}, other_padding, tgt))
+    # Changing a padded position's id to a real token would change the output; padding
+    # positions are those equal to pad_id, so instead check the mask blocks attention:
+    _, inter = model.apply({"params": params}, src, tgt, mutable=["intermediates"])
+    att = inter["intermediates"]["decoder"]["block0"]["cross_attn"]["attention"][0]
+    assert float(jnp.max(att[..., 4:])) < 1e-6
+    enc_att = inter["intermediates"]["encoder"]["block0"]["self_attn"]["attention"][0]
+    assert float(jnp.max(enc_att[..., 4:])) < 1e-6
+
+
+@pytest.mark.parametrize("positional", ["learned", "sinusoidal"])
+def test_cached_decoding_equals_full_sequence_logits(positional):
+    model, params, tokens = _lm(positional=positional)
+    full = model.apply({"params": params}, tokens)
+    cache = init_cache(model, params, 2)
+    outs = []
+    prefix, mutated = model.apply({"params": params, "cache": cache}, tokens[:, :5], decode=True,
+                                  mutable=["cache"])
+    outs.append(prefix)
+    for t in range(5, tokens.shape[1]):
+        out, mutated = model.apply({"params": params, "cache": mutated["cache"]},
+                                   tokens[:, t:t + 1], decode=True, mutable=["cache"])
+        outs.append(out)
+    np.testing.assert_allclose(jnp.concatenate(outs, 1), full, atol=1e-5)
+
+
+def test_nanogpt_cpu_config_parameter_count():
+    model = DecoderLM(65, **NANOGPT_CPU)
+    params = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 64), jnp.int32))
+    total = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
+    # 4 x (4*128^2 attention + 2*128*512 MLP + 2*128 norms) + 65*128 tokens + 64*128
+    # positions + 128 final norm; nanoGPT prints 0.80M (it leaves out the positions).
+    assert total == 804_096
+    assert total - 64 * 128 == 795_904
+
+
+def test_sequence_longer_than_the_context_is_a_user_error():
+    model, params, _ = _lm()
+    with pytest.raises(UserError, match="longer than the model's context of 16"):
+        model.apply({"params": params}, jnp.zeros((1, 17), jnp.int32))
+
+
+def test_encoder_decoder_overfits_a_tiny_batch_and_beam_search_recovers_it():
+    rng = np.random.default_rng(0)
+    src = rng.integers(3, 12, (4, 8)).astype(np.int32)
+    tgt = np.concatenate([np.ones((4, 1)), src[:, ::-1][:, :5], np.full((4, 1), 2)], 1)
+    batch = {"src": src, "tgt": tgt.astype(np.int32)}  # reverse the first five tokens
+    model = EncoderDecoder(12, 12, num_layers=1, num_heads=2, dim=32, max_src_len=8,
+                           max_tgt_len=6, dropout=0.0)
+    state = create_train_state(model, make_optimizer("adam", 3e-3), jax.random.PRNGKey(0),
+                               (batch["src"], batch["tgt"][:, :-1]))
+    step = jax.jit(make_train_step(seq2seq.teacher_forcing_loss, model))
+    for _ in range(150):
+        state, metrics = step(state, batch)
+    assert float(metrics["loss_sum"] / metrics["count"]) < 0.05
+    assert float(metrics["exact"]) == 4.0
+    for beam in (1, 3):
+        out, _ = seq2seq.beam_search(model, state.params, jnp.asarray(src), max_len=6,
+                                     beam_size=beam)
+        np.testing.assert_array_equal(out, batch["tgt"][:, 1:])
