@@ -46,6 +46,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.epochs = 20  # passes over each training split
     c.batch_size = 32  # training mini-batch size
     c.eval_batch_size = 512  # test-split batch size (evaluation only)
+    c.dropout = 0.0  # dropout rate after each hidden layer (training only)
     c.learning_rate = 1e-3  # Adam step size
     c.optimizer = "adam"  # one of sgd, momentum, adam, adamw, rmsprop (jaxdl.train.optim)
     c.weight_decay = 1e-4  # coupled L2, as torch.optim.Adam(weight_decay=) applies it
@@ -100,7 +101,8 @@ LOSSES = {
 
 def train_one(config, problem: dict, activation: str, workdir):
     """Train the MLP with one activation on one problem; returns (test metrics, history, s)."""
-    model = MLP(features=(*config.hidden_sizes, problem["n_out"]), activation=activation)
+    model = MLP(features=(*config.hidden_sizes, problem["n_out"]), activation=activation,
+                dropout=config.dropout)
     tx = make_optimizer(config.optimizer, config.learning_rate, config.weight_decay)
     n_in = problem["train"]["x"].shape[1]
     state = create_train_state(model, tx, jax.random.PRNGKey(config.seed),

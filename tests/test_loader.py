@@ -21,6 +21,12 @@ def test_every_example_once_per_epoch_with_padding_masked():
     assert batches[-1]["mask"].tolist() == [1, 1, 0, 0]
 
 
+def test_batch_larger_than_the_dataset_is_padded_to_full_size():
+    batches = list(ArrayLoader(_data(3), 8).epoch(0))
+    assert len(batches) == 1 and batches[0]["x"].shape == (8, 1)
+    assert batches[0]["mask"].tolist() == [1, 1, 1, 0, 0, 0, 0, 0]
+
+
 def test_order_is_a_function_of_seed_and_epoch():
     a, b = ArrayLoader(_data(), 5, seed=1), ArrayLoader(_data(), 5, seed=1)
     np.testing.assert_array_equal(a.order(2), b.order(2))

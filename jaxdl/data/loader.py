@@ -69,7 +69,7 @@ class ArrayLoader:
             mask = np.zeros(self.batch_size, np.float32)
             mask[:len(idx)] = 1.0
             if len(idx) < self.batch_size:  # pad with the first examples, masked out
-                idx = np.concatenate([idx, order[: self.batch_size - len(idx)]])
+                idx = np.concatenate([idx, np.resize(order, self.batch_size - len(idx))])
             idx, mask = idx[lo:lo + local], mask[lo:lo + local]
             batch = {k: v[idx] for k, v in self.arrays.items()}
             batch["mask"] = mask

@@ -11,6 +11,7 @@ Weight decay comes in two kinds, and the name says which:
 The reference CNN recipe is `adam` with lr 1e-3 and weight decay 1e-4 (coupled).
 """
 
+import jax
 import optax
 
 from jaxdl.errors import UserError
@@ -61,12 +62,17 @@ def make_optimizer(
     eps: float = 1e-8,
     rmsprop_decay: float = 0.99,
     grad_clip_norm: float | None = None,
+    decay_matrices_only: bool = False,
 ) -> optax.GradientTransformation:
     """Build a named optimizer; see the module docstring for what weight decay means.
 
     Defaults follow PyTorch (Adam eps 1e-8, RMSprop alpha 0.99 and eps 1e-8), so a
-    recipe ported from PyTorch behaves the same.
+    recipe ported from PyTorch behaves the same. `decay_matrices_only` decays only
+    parameters of rank >= 2 (weights, embeddings), not biases or norm scales (GPT-2 and
+    nanoGPT's choice).
     """
+    mask = (lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)) if (
+        decay_matrices_only) else None
     if name == "sgd":
         core = optax.sgd(learning_rate)
     elif name == "momentum":
@@ -74,7 +80,8 @@ def make_optimizer(
     elif name == "adam":
         core = optax.adam(learning_rate, b1=b1, b2=b2, eps=eps)
     elif name == "adamw":
-        core = optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
+        core = optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay,
+                           mask=mask)
     elif name == "rmsprop":
         # PyTorch's RMSprop adds eps outside the square root and starts the average at 0.
         core = optax.rmsprop(learning_rate, decay=rmsprop_decay, eps=eps, eps_in_sqrt=False)
@@ -84,6 +91,6 @@ def make_optimizer(
     if grad_clip_norm:
         parts.append(optax.clip_by_global_norm(grad_clip_norm))
     if weight_decay and name != "adamw":
-        parts.append(optax.add_decayed_weights(weight_decay))
+        parts.append(optax.add_decayed_weights(weight_decay, mask=mask))
     parts.append(core)
     return optax.chain(*parts) if len(parts) > 1 else core
