@@ -2,5 +2,7 @@
 
 from jaxdl.nn.cnn import ConvNet, MyNet, mynet_params_from_torch
 from jaxdl.nn.mlp import ACTIVATIONS, MLP, get_activation
+from jaxdl.nn.recurrent import RecurrentLM
 
 __all__ = ["ACTIVATIONS", "MLP", "ConvNet", "MyNet", "get_activation", "mynet_params_from_torch"]
+__all__ += ["RecurrentLM"]

@@ -1,0 +1,152 @@
+"""Language modelling: next-token cross-entropy, LM units, and sampling / generation.
+
+Loss: `next_token_loss(params, batch, rng, model, train)` on `batch['tokens']` (batch,
+time + 1) int, or on `batch['inputs']` / `batch['targets']` (batch, time); the model maps
+inputs (batch, time) to logits (batch, time, vocab). `batch['mask']` is optional, per
+example (batch,) or per token (batch, time). Metrics are sums over tokens (`loss_sum` in
+nats, `correct`, `count` = tokens) so `reduce_metrics` gives nats per token;
+`lm_metrics` adds perplexity and bits per token (bits per character for char models).
+
+Sampling is model-agnostic: `sample_logits(rng, logits, ...)` picks the next token from
+logits (batch, vocab) greedily, with a temperature, or among the top k, and
+`decode(step_fn, state, logits, ...)` runs any `step_fn(state, token) -> (logits, state)`
+under `lax.scan`, one step per new token. `generate` wires both to a model that follows
+the carried-state convention `model.apply(v, tokens, carry=c, return_carry=True) ->
+(logits, c)` (e.g. `jaxdl.nn.recurrent.RecurrentLM`).
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxdl import metrics as lm_units
+from jaxdl.errors import UserError
+from jaxdl.tasks.common import apply_model, finish
+
+
+def split_batch(batch: dict):
+    """(inputs, targets, weights), each (batch, time); weights from the optional mask."""
+    if "tokens" in batch:
+        tokens = batch["tokens"]
+        if tokens.ndim != 2 or tokens.shape[1] < 2:
+            raise UserError(f"batch['tokens'] must be (batch, time + 1) with time >= 1, got "
+                            f"{tuple(tokens.shape)}")
+        inputs, targets = tokens[:, :-1], tokens[:, 1:]
+    elif "inputs" in batch and "targets" in batch:
+        inputs, targets = batch["inputs"], batch["targets"]
+    else:
+        raise UserError(f"a language batch needs 'tokens' or 'inputs' and 'targets'; got keys "
+                        f"{sorted(batch)}")
+    if inputs.shape != targets.shape or inputs.ndim != 2:
+        raise UserError(f"inputs {tuple(inputs.shape)} and targets {tuple(targets.shape)} must "
+                        "both be (batch, time)")
+    if not (jnp.issubdtype(inputs.dtype, jnp.integer)
+            and jnp.issubdtype(targets.dtype, jnp.integer)):
+        raise UserError(f"token ids must be integers, got {inputs.dtype} / {targets.dtype}; "
+                        "encode text with a vocabulary")
+    mask = batch.get("mask")
+    if mask is None:
+        weights = jnp.ones(targets.shape, jnp.float32)
+    elif mask.shape == targets.shape[:1]:
+        weights = jnp.broadcast_to(mask.astype(jnp.float32)[:, None], targets.shape)
+    elif mask.shape == targets.shape:
+        weights = mask.astype(jnp.float32)
+    else:
+        raise UserError(f"mask {tuple(mask.shape)} must be (batch,) or (batch, time) = "
+                        f"{tuple(targets.shape)}")
+    return inputs, targets, weights
+
+
+def next_token_loss(params, batch, rng, model, train, *, batch_stats=None):
+    """Mean next-token cross-entropy (nats) over the unmasked tokens; summed metrics."""
+    inputs, targets, w = split_batch(batch)
+    logits, new_bs = apply_model(model, params, inputs, rng, train, batch_stats)
+    logits = logits.astype(jnp.float32)  # (batch, time, vocab)
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+    correct = jnp.sum((jnp.argmax(logits, -1) == targets) * w)
+    return finish(jnp.sum(losses * w), jnp.sum(w), {"correct": correct}, new_bs, batch_stats)
+
+
+def lm_metrics(reduced: dict) -> dict:
+    """Add `perplexity` and `bits_per_token` to reduced metrics holding `loss` (nats/token)."""
+    out = dict(reduced)
+    out["perplexity"] = lm_units.perplexity(reduced["loss"])
+    out["bits_per_token"] = lm_units.bits_per_char(reduced["loss"])
+    return out
+
+
+def sample_logits(rng, logits, *, temperature: float = 1.0, top_k: int = 0,
+                  greedy: bool = False) -> jax.Array:
+    """Next tokens (batch,) from logits (batch, vocab).
+
+    greedy (or temperature 0): argmax. Otherwise a draw from softmax(logits / temperature),
+    restricted to the `top_k` largest logits when top_k > 0.
+    """
+    logits = logits.astype(jnp.float32)
+    if greedy or (isinstance(temperature, int | float) and temperature == 0):
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    if top_k and top_k < logits.shape[-1]:
+        kth = jax.lax.top_k(logits, top_k)[0][..., -1:]
+        logits = jnp.where(logits < kth, -jnp.inf, logits)
+    return jax.random.categorical(rng, logits / temperature, axis=-1).astype(jnp.int32)
+
+
+def decode(step_fn, state, logits, num_tokens: int, rng, **sampling):
+    """Sample `num_tokens` tokens, feeding each back through `step_fn` (one step each).
+
+    step_fn(state, tokens (batch,)) -> (logits (batch, vocab), state); `logits` predicts
+    the first new token. Returns tokens (batch, num_tokens) and the logits each was drawn
+    from (batch, num_tokens, vocab).
+    """
+    def body(carry, key):
+        state, logits = carry
+        token = sample_logits(key, logits, **sampling)
+        next_logits, state = step_fn(state, token)
+        return (state, next_logits), (token, logits)
+
+    keys = jax.random.split(rng, num_tokens)
+    _, (tokens, used) = jax.lax.scan(body, (state, logits), keys)
+    return jnp.swapaxes(tokens, 0, 1), jnp.swapaxes(used, 0, 1)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "num_tokens", "top_k", "greedy"))
+def _generate(model, params, prompt, rng, temperature, *, num_tokens, top_k, greedy):
+    variables = {"params": params}
+    logits, carry = model.apply(variables, prompt, carry=None, return_carry=True)
+
+    def step(carry, token):
+        out, carry = model.apply(variables, token[:, None], carry=carry, return_carry=True)
+        return out[:, 0], carry
+
+    return decode(step, carry, logits[:, -1], num_tokens, rng, temperature=temperature,
+                  top_k=top_k, greedy=greedy)
+
+
+def generate(model, params, prompt, num_tokens: int, rng=None, *, temperature: float = 1.0,
+             top_k: int = 0, greedy: bool = False, return_logits: bool = False):
+    """Continue `prompt` ids (time,) or (batch, time) by `num_tokens` sampled ids.
+
+    The prompt is read once, in one scan; each new token then costs one model step from
+    the carried state. Returns ids shaped like the prompt's batch: (num_tokens,) or
+    (batch, num_tokens); with `return_logits`, also the logits each id was drawn from.
+    """
+    prompt = np.asarray(prompt)
+    if prompt.ndim not in (1, 2) or prompt.shape[-1] == 0:
+        raise UserError(f"the prompt must hold at least one token, got shape {prompt.shape}; "
+                        "pass a non-empty prompt")
+    if num_tokens < 1:
+        raise UserError(f"num_tokens must be >= 1, got {num_tokens}")
+    if not greedy and temperature < 0:
+        raise UserError(f"temperature must be >= 0, got {temperature}")
+    batched = prompt.ndim == 2
+    rng = jax.random.PRNGKey(0) if rng is None else rng
+    tokens, logits = _generate(model, params, jnp.asarray(prompt.reshape(-1, prompt.shape[-1]),
+                                                          jnp.int32),
+                               rng, jnp.float32(temperature), num_tokens=int(num_tokens),
+                               top_k=int(top_k), greedy=bool(greedy or temperature == 0))
+    if not batched:
+        tokens, logits = tokens[0], logits[0]
+    return (tokens, logits) if return_logits else tokens
