@@ -113,3 +113,26 @@ def test_encoder_decoder_overfits_a_tiny_batch_and_beam_search_recovers_it():
         out, _ = seq2seq.beam_search(model, state.params, jnp.asarray(src), max_len=6,
                                      beam_size=beam)
         np.testing.assert_array_equal(out, batch["tgt"][:, 1:])
+
+
+def test_generate_cached_equals_rerunning_the_full_prefix():
+    from jaxdl.tasks import language
+
+    model, params, tokens = _lm()  # context 16
+    prompt = tokens[:, :5]
+    out, logits = language.generate_cached(model, params, prompt, 25, greedy=True,
+                                           return_logits=True)
+    assert out.shape == (2, 25) and logits.shape == (2, 25, 65)
+    seq = jnp.concatenate([prompt, out], 1)
+    for t in range(11):  # within the first context: logits equal a full pass to 1e-5
+        full = model.apply({"params": params}, seq[:, : 5 + t])
+        np.testing.assert_allclose(logits[:, t], full[:, -1], atol=1e-5)
+        np.testing.assert_array_equal(out[:, t], jnp.argmax(full[:, -1], -1))
+    # the context is full after 16 tokens: the window slides to the newest 8 (+ k) tokens
+    for t, lo in ((11, 8), (15, 8), (19, 16)):
+        window = seq[:, lo: 5 + t]
+        np.testing.assert_allclose(logits[:, t], model.apply({"params": params}, window)[:, -1],
+                                   atol=1e-5)
+    sampled = language.generate_cached(model, params, prompt[0], 10, jax.random.PRNGKey(3),
+                                       temperature=1.0, top_k=5)
+    assert sampled.shape == (10,)

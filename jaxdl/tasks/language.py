@@ -94,12 +94,14 @@ def sample_logits(rng, logits, *, temperature: float = 1.0, top_k: int = 0,
     return jax.random.categorical(rng, logits / temperature, axis=-1).astype(jnp.int32)
 
 
-def decode(step_fn, state, logits, num_tokens: int, rng, **sampling):
+def decode(step_fn, state, logits, num_tokens: int, rng, *, return_state: bool = False,
+           **sampling):
     """Sample `num_tokens` tokens, feeding each back through `step_fn` (one step each).
 
     step_fn(state, tokens (batch,)) -> (logits (batch, vocab), state); `logits` predicts
     the first new token. Returns tokens (batch, num_tokens) and the logits each was drawn
-    from (batch, num_tokens, vocab).
+    from (batch, num_tokens, vocab); with `return_state`, also `(state, next_logits)` after
+    the last token, to continue from.
     """
     def body(carry, key):
         state, logits = carry
@@ -108,8 +110,9 @@ def decode(step_fn, state, logits, num_tokens: int, rng, **sampling):
         return (state, next_logits), (token, logits)
 
     keys = jax.random.split(rng, num_tokens)
-    _, (tokens, used) = jax.lax.scan(body, (state, logits), keys)
-    return jnp.swapaxes(tokens, 0, 1), jnp.swapaxes(used, 0, 1)
+    final, (tokens, used) = jax.lax.scan(body, (state, logits), keys)
+    out = jnp.swapaxes(tokens, 0, 1), jnp.swapaxes(used, 0, 1)
+    return (*out, final) if return_state else out
 
 
 @functools.partial(jax.jit, static_argnames=("model", "num_tokens", "top_k", "greedy"))
@@ -133,6 +136,19 @@ def generate(model, params, prompt, num_tokens: int, rng=None, *, temperature: f
     the carried state. Returns ids shaped like the prompt's batch: (num_tokens,) or
     (batch, num_tokens); with `return_logits`, also the logits each id was drawn from.
     """
+    prompt = _check_generation_args(prompt, num_tokens, temperature, greedy)
+    batched = prompt.ndim == 2
+    rng = jax.random.PRNGKey(0) if rng is None else rng
+    tokens, logits = _generate(model, params, jnp.asarray(prompt.reshape(-1, prompt.shape[-1]),
+                                                          jnp.int32),
+                               rng, jnp.float32(temperature), num_tokens=int(num_tokens),
+                               top_k=int(top_k), greedy=bool(greedy or temperature == 0))
+    if not batched:
+        tokens, logits = tokens[0], logits[0]
+    return (tokens, logits) if return_logits else tokens
+
+
+def _check_generation_args(prompt, num_tokens, temperature, greedy) -> np.ndarray:
     prompt = np.asarray(prompt)
     if prompt.ndim not in (1, 2) or prompt.shape[-1] == 0:
         raise UserError(f"the prompt must hold at least one token, got shape {prompt.shape}; "
@@ -141,12 +157,61 @@ def generate(model, params, prompt, num_tokens: int, rng=None, *, temperature: f
         raise UserError(f"num_tokens must be >= 1, got {num_tokens}")
     if not greedy and temperature < 0:
         raise UserError(f"temperature must be >= 0, got {temperature}")
+    return prompt
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def _prefill(model, params, tokens):
+    from jaxdl.nn.transformer import init_cache  # decoding glue only, no training logic
+
+    cache = init_cache(model, params, tokens.shape[0])
+    logits, mutated = model.apply({"params": params, "cache": cache}, tokens, decode=True,
+                                  mutable=["cache"])
+    return mutated["cache"], logits[:, -1]
+
+
+@functools.partial(jax.jit, static_argnames=("model", "num_tokens", "top_k", "greedy"))
+def _extend(model, params, cache, logits, rng, temperature, *, num_tokens, top_k, greedy):
+    def step(cache, token):
+        out, mutated = model.apply({"params": params, "cache": cache}, token[:, None],
+                                   decode=True, mutable=["cache"])
+        return out[:, 0], mutated["cache"]
+
+    return decode(step, cache, logits, num_tokens, rng, return_state=True,
+                  temperature=temperature, top_k=top_k, greedy=greedy)
+
+
+def generate_cached(model, params, prompt, num_tokens: int, rng=None, *,
+                    temperature: float = 1.0, top_k: int = 0, greedy: bool = False,
+                    return_logits: bool = False):
+    """Continue `prompt` with a Transformer decoder (`DecoderLM`) from its KV cache.
+
+    The prompt fills the cache in one pass; each new token is then one single-position
+    step. When the context (`model.max_len`) is full, the cache is refilled from the
+    newest `max_len // 2` tokens and generation goes on (a sliding window, as nanoGPT
+    crops its context), so any number of tokens can be generated. Sampling options and
+    return shapes as `generate`.
+    """
+    prompt = _check_generation_args(prompt, num_tokens, temperature, greedy)
     batched = prompt.ndim == 2
+    context = jnp.asarray(prompt.reshape(-1, prompt.shape[-1])[:, -model.max_len:], jnp.int32)
     rng = jax.random.PRNGKey(0) if rng is None else rng
-    tokens, logits = _generate(model, params, jnp.asarray(prompt.reshape(-1, prompt.shape[-1]),
-                                                          jnp.int32),
-                               rng, jnp.float32(temperature), num_tokens=int(num_tokens),
-                               top_k=int(top_k), greedy=bool(greedy or temperature == 0))
+    greedy = bool(greedy or temperature == 0)
+    cache, logits = _prefill(model, params, context)
+    length, pieces, used, done = context.shape[1], [context], [], 0
+    while done < num_tokens:
+        if length == model.max_len:  # the context is full: keep the newest half
+            length = model.max_len // 2
+            cache, logits = _prefill(model, params, jnp.concatenate(pieces, 1)[:, -length:])
+        n = min(num_tokens - done, model.max_len - length)
+        rng, key = jax.random.split(rng)
+        tokens, drawn_from, (cache, logits) = _extend(
+            model, params, cache, logits, key, jnp.float32(temperature), num_tokens=n,
+            top_k=int(top_k), greedy=greedy)
+        pieces.append(tokens)
+        used.append(drawn_from)
+        done, length = done + n, length + n
+    tokens, logits = jnp.concatenate(pieces[1:], 1), jnp.concatenate(used, 1)
     if not batched:
         tokens, logits = tokens[0], logits[0]
     return (tokens, logits) if return_logits else tokens
