@@ -21,7 +21,7 @@ import numpy as np
 from jaxdl import plots
 from jaxdl.config import run_experiment, write_results
 from jaxdl.data.dates import make_dataset
-from jaxdl.data.loader import ArrayLoader
+from jaxdl.data.loader import ArrayLoader, StepLoader
 from jaxdl.nn.transformer import EncoderDecoder
 from jaxdl.tasks import seq2seq
 from jaxdl.train import create_train_state, make_eval_step, make_optimizer, make_train_step
@@ -49,24 +49,6 @@ def get_config() -> ml_collections.ConfigDict:
     return c
 
 
-class _Steps(ArrayLoader):
-    """An ArrayLoader whose "epoch" is a fixed number of batches (step-based training)."""
-
-    def __init__(self, arrays, batch_size, batches, **kw):
-        super().__init__(arrays, batch_size, drop_last=True, **kw)
-        self._batches = batches
-
-    @property
-    def batches_per_epoch(self):
-        return self._batches
-
-    def epoch(self, epoch, start=0):
-        full = super().batches_per_epoch
-        for b in range(start, self._batches):
-            sub_epoch, sub_batch = divmod(epoch * self._batches + b, full)
-            yield next(super().epoch(sub_epoch, sub_batch))
-
-
 def main(config, workdir):
     train, test, vocab = make_dataset(config.num_train, config.num_test, config.seed,
                                       config.src_len)
@@ -83,7 +65,7 @@ def main(config, workdir):
     print(f"EncoderDecoder: {n_params:,} parameters; {len(train['src'])} train / "
           f"{len(test['src'])} test dates; vocabulary {len(vocab)}")
     arrays = {"src": train["src"], "tgt": train["tgt"]}
-    loader = _Steps(arrays, config.batch_size, config.batches_per_epoch, seed=config.seed)
+    loader = StepLoader(arrays, config.batch_size, config.batches_per_epoch, seed=config.seed)
     step = compile_step(make_train_step(seq2seq.teacher_forcing_loss, model))
     t0 = time.perf_counter()
     state, history = fit(state, step, loader, workdir=workdir, num_steps=config.num_steps)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from jaxdl.data.loader import ArrayLoader, Position
+from jaxdl.data.loader import ArrayLoader, Position, StepLoader
 from jaxdl.errors import UserError
 
 
@@ -61,3 +61,14 @@ def test_drop_last_and_errors():
         ArrayLoader(_data(), 5, process_count=2)
     with pytest.raises(UserError, match="equally long"):
         ArrayLoader({"x": np.zeros(3), "y": np.zeros(4)}, 2)
+
+
+def test_step_loader_cycles_through_shuffled_passes():
+    loader = StepLoader(_data(10), 4, batches=3, seed=0)  # 2 full batches per pass
+    plain = ArrayLoader(_data(10), 4, seed=0, drop_last=True)
+    expected = [b["label"] for p in range(3) for b in plain.epoch(p)]
+    got = [b["label"] for e in range(2) for b in loader.epoch(e)]
+    for x, y in zip(expected, got, strict=False):
+        np.testing.assert_array_equal(x, y)
+    resumed = list(loader.epoch(1, 2))
+    np.testing.assert_array_equal(resumed[0]["label"], expected[5])

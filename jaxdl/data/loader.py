@@ -74,3 +74,25 @@ class ArrayLoader:
             batch = {k: v[idx] for k, v in self.arrays.items()}
             batch["mask"] = mask
             yield batch
+
+
+class StepLoader(ArrayLoader):
+    """An ArrayLoader for step-based training: an "epoch" is `batches` batches.
+
+    Batches run through the data's own shuffled passes (drop_last), so the data position
+    stays a pure function of the step and `fit` resumes exactly.
+    """
+
+    def __init__(self, arrays: Mapping[str, np.ndarray], batch_size: int, batches: int, **kw):
+        super().__init__(arrays, batch_size, drop_last=True, **kw)
+        self._batches = batches
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return self._batches
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[dict]:
+        per_pass = super().batches_per_epoch
+        for b in range(start, self._batches):
+            data_pass, batch = divmod(epoch * self._batches + b, per_pass)
+            yield next(super().epoch(data_pass, batch))

@@ -29,6 +29,7 @@ import numpy as np
 from jaxdl.errors import UserError
 
 NEG_INF = -1e9  # large finite negative: a fully masked row stays finite
+LN_EPS = 1e-5  # PyTorch's LayerNorm epsilon (flax's default is 1e-6)
 
 
 def sinusoidal_table(length: int, dim: int) -> np.ndarray:
@@ -134,7 +135,7 @@ class MlpBlock(nn.Module):
     @nn.compact
     def __call__(self, x, *, train: bool = False):
         y = nn.gelu(nn.Dense(self.hidden, use_bias=self.use_bias, kernel_init=self.kernel_init,
-                             name="fc")(x))
+                             name="fc")(x), approximate=False)  # exact, as torch's nn.GELU
         y = nn.Dense(x.shape[-1], use_bias=self.use_bias,
                      kernel_init=self.out_init or self.kernel_init, name="proj")(y)
         return nn.Dropout(self.dropout)(y, deterministic=not train)
@@ -157,7 +158,7 @@ class Block(nn.Module):
                  decode: bool = False):
         kw = dict(use_bias=self.use_bias, kernel_init=self.kernel_init, out_init=self.out_init)
         drop = nn.Dropout(self.dropout)
-        ln = lambda name: nn.LayerNorm(use_bias=self.use_bias, name=name)  # noqa: E731
+        ln = lambda name: nn.LayerNorm(LN_EPS, use_bias=self.use_bias, name=name)  # noqa: E731
         y = ln("ln_self")(x)
         y = MultiHeadAttention(self.num_heads, self.attention_dropout, name="self_attn", **kw)(
             y, y, mask, train=train, decode=decode)
@@ -207,7 +208,7 @@ class _Stack(nn.Module):
                       cross_attention=cross, use_bias=self.use_bias, kernel_init=init,
                       out_init=out_init, name=f"block{i}")(x, mask, train=train, decode=decode,
                                                            **kw)
-        return nn.LayerNorm(use_bias=self.use_bias, name="ln_final")(x)
+        return nn.LayerNorm(LN_EPS, use_bias=self.use_bias, name="ln_final")(x)
 
 
 class Encoder(_Stack):
