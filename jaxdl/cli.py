@@ -1,6 +1,8 @@
 """`jaxdl info --workdir DIR`: what a run's workdir holds, from the workdir alone.
 
-Later families add `sample` and `eval`; every subcommand rebuilds what it needs from
+`jaxdl sample --workdir DIR --prompt "an ankle boot" --num 16 --out FILE.png`: images from a
+text-to-image run's latest checkpoint (EMA parameters), as a PNG grid; the empty prompt
+samples unconditionally. Every subcommand rebuilds what it needs from
 `config.json`, the orbax checkpoints and `results.json`, never from experiment code.
 """
 
@@ -37,10 +39,26 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_info = sub.add_parser("info", help="show a run's config, checkpoints and results")
     p_info.add_argument("--workdir", required=True, type=Path)
+    p_sample = sub.add_parser("sample", help="images for a prompt from a text-to-image run")
+    p_sample.add_argument("--workdir", required=True, type=Path)
+    p_sample.add_argument("--prompt", default="", help='e.g. "an ankle boot"; "" = unconditional')
+    p_sample.add_argument("--num", type=int, default=16)
+    p_sample.add_argument("--out", type=Path, default=Path("samples.png"))
+    p_sample.add_argument("--guidance", type=float, default=None,
+                          help="w: 1 = conditional, 0 = unconditional (default: the run's)")
+    p_sample.add_argument("--steps", type=int, default=None, help="DDIM steps (default: run's)")
+    p_sample.add_argument("--sampler", choices=("ddim", "ddpm"), default=None)
+    p_sample.add_argument("--eta", type=float, default=None, help="DDIM noise; 0 = deterministic")
+    p_sample.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
         if args.command == "info":
             info(args.workdir)
+        elif args.command == "sample":
+            from jaxdl.diffusion import sample_to_png  # jax loads only for this subcommand
+
+            sample_to_png(args.workdir, args.prompt, args.num, args.out, guidance=args.guidance,
+                          steps=args.steps, sampler=args.sampler, eta=args.eta, seed=args.seed)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -46,9 +46,14 @@ class ArrayLoader:
         self.process_index, self.process_count = process_index, process_count
 
     @property
-    def batches_per_epoch(self) -> int:
+    def batches_per_pass(self) -> int:
+        """Batches in one pass over the data (an epoch, unless a subclass says otherwise)."""
         full, rest = divmod(self.n, self.batch_size)
         return full if (self.drop_last or not rest) else full + 1
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return self.batches_per_pass
 
     def position(self, step: int) -> Position:
         """Where a run that has taken `step` steps continues."""
@@ -62,18 +67,22 @@ class ArrayLoader:
     def epoch(self, epoch: int, start: int = 0) -> Iterator[dict]:
         """Yield this process's part of batches `start..` of `epoch`."""
         order = self.order(epoch)
+        for b in range(start, self.batches_per_pass):
+            yield self.batch(order, b)
+
+    def batch(self, order: np.ndarray, b: int) -> dict:
+        """Batch `b` of a pass in `order`, padded to full size with `mask` = 0 on padding."""
         local = self.batch_size // self.process_count
         lo = self.process_index * local
-        for b in range(start, self.batches_per_epoch):
-            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
-            mask = np.zeros(self.batch_size, np.float32)
-            mask[:len(idx)] = 1.0
-            if len(idx) < self.batch_size:  # pad with the first examples, masked out
-                idx = np.concatenate([idx, np.resize(order, self.batch_size - len(idx))])
-            idx, mask = idx[lo:lo + local], mask[lo:lo + local]
-            batch = {k: v[idx] for k, v in self.arrays.items()}
-            batch["mask"] = mask
-            yield batch
+        idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+        mask = np.zeros(self.batch_size, np.float32)
+        mask[:len(idx)] = 1.0
+        if len(idx) < self.batch_size:  # pad with the first examples, masked out
+            idx = np.concatenate([idx, np.resize(order, self.batch_size - len(idx))])
+        idx, mask = idx[lo:lo + local], mask[lo:lo + local]
+        batch = {k: v[idx] for k, v in self.arrays.items()}
+        batch["mask"] = mask
+        return batch
 
 
 class StepLoader(ArrayLoader):
@@ -92,7 +101,6 @@ class StepLoader(ArrayLoader):
         return self._batches
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[dict]:
-        per_pass = super().batches_per_epoch
         for b in range(start, self._batches):
-            data_pass, batch = divmod(epoch * self._batches + b, per_pass)
-            yield next(super().epoch(data_pass, batch))
+            data_pass, index = divmod(epoch * self._batches + b, self.batches_per_pass)
+            yield self.batch(self.order(data_pass), index)

@@ -1,0 +1,141 @@
+"""Prompts for text-to-image: class names in natural sentences, training vs held-out templates.
+
+Each class has one noun phrase ("an ankle boot", "a pair of trousers"; for digits the word
+and the numeral); each template turns it into a sentence. The `train` templates are the
+only ones the model sees; the `held_out` ones are used only at evaluation, so the prompt
+accuracy measures whether the text encoder generalises to new wording.
+
+Tokens: `PromptTokenizer` maps a prompt to (max_len,) int32 ids `[BOS, tokens..., PAD...]`
+with PAD = 0 and BOS = 1 (so even the empty prompt, which means "unconditional", has one
+real token to attend to). Prompts are lower-cased and their spaces collapsed. `char`
+level: a fixed alphabet (lower-case letters, digits, space and `-',.`); an unknown
+character is an error. `word` level: the words of the training templates
+(`jaxdl.data.text.WordVocab`); an unknown word becomes `<unk>`. Both are rebuilt from the
+prompt set's name and the level alone, so `jaxdl sample` needs nothing but the config.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdl.data.text import CharVocab, WordVocab
+from jaxdl.errors import UserError
+
+PAD_ID, BOS_ID, OFFSET = 0, 1, 2
+ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789 -',."
+
+FASHION_NOUNS = ("a t-shirt", "a pair of trousers", "a pullover", "a dress", "a coat",
+                 "a sandal", "a shirt", "a sneaker", "a bag", "an ankle boot")
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+# {a}: the noun with its article; {n}: without it. Digits: {w} word, {d} numeral.
+TEMPLATES = {
+    "fashion": {
+        "train": ("{a}", "a photo of {a}", "{a} on a plain background", "a picture of {a}",
+                  "an image of {a}", "a grayscale photo of {a}", "a product photo of {a}",
+                  "{n}", "a small image of {a}", "a photo of a single {n}"),
+        "held_out": ("a low resolution photo of {a}", "a photograph showing {a}",
+                     "{a} in black and white", "here is {a}"),
+    },
+    "digits": {
+        "train": ("a handwritten digit {w}", "the digit {d}", "a handwritten {d}",
+                  "the number {w}", "{d}", "{w}", "a photo of the number {d}",
+                  "an image of a {w}", "digit {w}", "a scanned digit {d}"),
+        "held_out": ("the number {d} written by hand", "a digit {w} written with a pen",
+                     "handwritten number {w}", "here is a {d}"),
+    },
+}
+
+
+def prompt_set_for(dataset: str) -> str:
+    """`fashion` for Fashion-MNIST, `digits` for the MNIST family (and synthetic)."""
+    return "fashion" if "fashion" in str(dataset).lower() else "digits"
+
+
+def class_phrases(prompt_set: str, num_classes: int = 10) -> list[dict]:
+    if prompt_set not in TEMPLATES:
+        raise UserError(f"unknown prompt set {prompt_set!r}; choose one of {', '.join(TEMPLATES)}")
+    if num_classes != 10:
+        raise UserError(f"prompts are written for 10 classes, the dataset has {num_classes}; "
+                        "use fashion_mnist, mnist or mnist_5k")
+    if prompt_set == "fashion":
+        return [{"a": a, "n": a.split(" ", 1)[1]} for a in FASHION_NOUNS]
+    return [{"w": w, "d": str(d)} for d, w in enumerate(DIGIT_WORDS)]
+
+
+def prompts(prompt_set: str, split: str = "train") -> list[list[str]]:
+    """prompts[c][k]: class c in template k of the `train` or `held_out` templates."""
+    templates = TEMPLATES[prompt_set][split] if prompt_set in TEMPLATES else None
+    return [[tpl.format(**p) for tpl in templates] for p in class_phrases(prompt_set)]
+
+
+def normalize(text: str) -> str:
+    return " ".join(str(text).lower().split())
+
+
+class PromptTokenizer:
+    """Prompt text <-> (max_len,) ids `[BOS, ...tokens, PAD...]`; see the module docstring."""
+
+    def __init__(self, prompt_set: str, level: str = "char", max_len: int = 48):
+        if level == "char":
+            self.vocab = CharVocab(ALPHABET)
+        elif level == "word":
+            train = prompts(prompt_set, "train")
+            self.vocab = WordVocab.from_text(" ".join(p for row in train for p in row))
+        else:
+            raise UserError(f"unknown text level {level!r}; choose char or word "
+                            "(--config.text_level)")
+        self.prompt_set, self.level, self.max_len = prompt_set, level, max_len
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab) + OFFSET
+
+    def encode(self, text: str) -> np.ndarray:
+        if not isinstance(text, str):
+            raise UserError(f"a prompt must be a string, got {type(text).__name__}")
+        clean = normalize(text)
+        if self.level == "char":
+            bad = sorted(set(clean) - set(ALPHABET))
+            if bad:
+                raise UserError(f"prompt {text!r} has characters {''.join(bad)!r} that the "
+                                "character vocabulary lacks; use only letters, digits, spaces "
+                                f"and {ALPHABET[-4:]!r} (e.g. \"an ankle boot\")")
+        ids = self.vocab.encode(clean) + OFFSET if clean else np.zeros(0, np.int32)
+        if len(ids) + 1 > self.max_len:
+            raise UserError(f"prompt {text!r} has {len(ids)} {self.level} tokens; the model "
+                            f"reads at most {self.max_len - 1}; shorten the prompt")
+        out = np.full(self.max_len, PAD_ID, np.int32)
+        out[0] = BOS_ID
+        out[1:1 + len(ids)] = ids
+        return out
+
+    def encode_batch(self, texts) -> np.ndarray:
+        return np.stack([self.encode(t) for t in texts]) if len(texts) else np.zeros(
+            (0, self.max_len), np.int32)
+
+    def decode(self, ids) -> str:
+        ids = [int(i) - OFFSET for i in np.asarray(ids).reshape(-1) if int(i) >= OFFSET]
+        return ("" if self.level == "char" else " ").join(self.vocab.tokens[i] for i in ids)
+
+    @property
+    def empty(self) -> np.ndarray:
+        """The empty prompt: what classifier-free guidance drops a prompt to."""
+        return self.encode("")
+
+    def table(self, split: str = "train") -> np.ndarray:
+        """(num_classes, num_templates, max_len) ids of every class in every template."""
+        return np.stack([self.encode_batch(row) for row in prompts(self.prompt_set, split)])
+
+
+def make_prompt_preprocess(table: np.ndarray, image_fn):
+    """`preprocess(batch, rng, train)` for the train step: images through `image_fn`, and a
+    prompt `table[label, k]` with k drawn uniformly per example from the step's rng."""
+    table = jnp.asarray(table)
+
+    def preprocess(batch, rng, train):
+        labels = batch["label"]
+        k = jax.random.randint(rng, labels.shape, 0, table.shape[1])
+        return {**batch, "image": image_fn(batch["image"]), "prompt": table[labels, k]}
+
+    return preprocess

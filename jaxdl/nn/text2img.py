@@ -1,0 +1,43 @@
+"""Text-to-image denoiser: a Transformer text encoder whose tokens a UNet cross-attends to.
+
+    tokens (B, L) int -> Encoder -> context (B, L, D), mask = tokens != pad_id
+    x_t (B, H, W, C), t (B,), context, mask -> UNet -> prediction (B, H, W, C)
+
+Both parts train jointly. `encode` and `denoise` are exposed separately so a sampler
+encodes the prompt once and runs only the UNet at each of its steps
+(`model.apply(variables, tokens, method="encode")`, then `method="denoise"`).
+"""
+
+import flax.linen as nn
+
+from jaxdl.nn.transformer import Encoder
+from jaxdl.nn.unet import UNet
+
+
+class TextToImage(nn.Module):
+    encoder: Encoder
+    unet: UNet
+
+    def encode(self, tokens, *, train: bool = False):
+        """Prompt ids (B, L) -> (context (B, L, D), mask (B, L) True on real tokens)."""
+        return self.encoder(tokens, train=train), tokens != self.encoder.pad_id
+
+    def denoise(self, x, t, context, mask, *, train: bool = False):
+        return self.unet(x, t, context, mask, train=train)
+
+    def __call__(self, x, t, tokens, *, train: bool = False):
+        context, mask = self.encode(tokens, train=train)
+        return self.denoise(x, t, context, mask, train=train)
+
+
+def text_to_image_model(config, vocab_size: int) -> TextToImage:
+    """Build the model from a run's config (the fields of `experiments/diffusion_text2img.py`)."""
+    encoder = Encoder(vocab_size, num_layers=config.text_layers, num_heads=config.text_heads,
+                      dim=config.text_dim, max_len=config.max_prompt_len, pad_id=0,
+                      positional="learned")
+    unet = UNet(channels=tuple(config.channels), num_res_blocks=config.num_res_blocks,
+                attention_levels=tuple(config.attention_levels),
+                cross_attention_levels=tuple(config.cross_attention_levels),
+                num_heads=config.num_heads, groups=config.groups, dropout=config.dropout,
+                num_timesteps=config.num_timesteps)
+    return TextToImage(encoder=encoder, unet=unet)

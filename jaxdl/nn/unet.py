@@ -1,0 +1,146 @@
+"""A small UNet for denoising diffusion, conditioned on time and on text tokens.
+
+    x (B, H, W, C), t (B,) int, context (B, L, D), context_mask (B, L) -> (B, H, W, C)
+
+- **Time**: the sinusoidal table of `jaxdl.nn.transformer` (PE[t, 2i] = sin(t / 10000^(2i/d)),
+  PE[t, 2i+1] = cos(...)) looked up at the integer step t, then a 2-layer MLP (swish) to
+  `4 * channels[0]`; every residual block adds a linear map of it to its features.
+- **Residual blocks**: GroupNorm -> swish -> conv3x3 -> + time -> GroupNorm -> swish ->
+  dropout -> conv3x3 (zero-initialised, so each block starts as the identity), plus a 1x1
+  conv on the skip path when the width changes.
+- **Down and up paths**: level i runs at resolution H / 2^i with `channels[i]` features;
+  `num_res_blocks` blocks per level on the way down (each output kept as a skip), a strided
+  conv between levels; on the way up `num_res_blocks + 1` blocks per level, each taking
+  the matching skip concatenated on channels, nearest-neighbour upsampling + conv (to the
+  next level's width) between levels. The middle (lowest resolution) is res ->
+  self-attention -> cross-attention -> res.
+- **Attention**: self-attention over the H*W positions at `attention_levels` (the lowest,
+  8x8 for 32x32 inputs, by default) and cross-attention from image positions (queries) to
+  the text tokens (keys and values, padding masked) at `cross_attention_levels`; both reuse
+  `jaxdl.nn.transformer.MultiHeadAttention`, with a zero-initialised output map.
+"""
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxdl.errors import UserError
+from jaxdl.nn.transformer import MultiHeadAttention, padding_mask, sinusoidal_table
+
+zeros = nn.initializers.zeros
+
+
+def time_embedding(t: jax.Array, dim: int, num_timesteps: int) -> jax.Array:
+    """(B,) integer steps in [0, num_timesteps) -> (B, dim) sinusoids (the Transformer's table)."""
+    table = jnp.asarray(sinusoidal_table(num_timesteps, dim))
+    return table[jnp.clip(t.astype(jnp.int32), 0, num_timesteps - 1)]
+
+
+class ResBlock(nn.Module):
+    features: int
+    groups: int = 8
+    dropout: float = 0.0
+
+    @nn.compact
+    def __call__(self, x, temb, *, train: bool = False):
+        h = nn.Conv(self.features, (3, 3), name="conv1")(
+            nn.swish(nn.GroupNorm(self.groups, name="norm1")(x)))
+        h = h + nn.Dense(self.features, name="time")(nn.swish(temb))[:, None, None, :]
+        h = nn.swish(nn.GroupNorm(self.groups, name="norm2")(h))
+        h = nn.Dropout(self.dropout, deterministic=not train)(h)
+        h = nn.Conv(self.features, (3, 3), kernel_init=zeros, name="conv2")(h)
+        if x.shape[-1] != self.features:
+            x = nn.Conv(self.features, (1, 1), name="skip")(x)
+        return x + h
+
+
+class AttentionBlock(nn.Module):
+    """Residual attention over the H*W positions: self (context None) or cross to `context`."""
+
+    num_heads: int = 4
+    groups: int = 8
+
+    @nn.compact
+    def __call__(self, x, context=None, context_mask=None):
+        b, h, w, c = x.shape
+        if context is None:
+            y = nn.GroupNorm(self.groups, name="norm")(x).reshape(b, h * w, c)
+            kv, mask = y, None
+        else:
+            y = nn.LayerNorm(name="norm")(x).reshape(b, h * w, c)
+            kv = context
+            mask = None if context_mask is None else padding_mask(None, context_mask)
+        y = MultiHeadAttention(self.num_heads, out_init=zeros, name="attn")(y, kv, mask)
+        return x + y.reshape(b, h, w, c)
+
+
+class UNet(nn.Module):
+    channels: Sequence[int] = (32, 64, 64)
+    num_res_blocks: int = 1
+    attention_levels: Sequence[int] = (2,)
+    cross_attention_levels: Sequence[int] = (1, 2)
+    num_heads: int = 4
+    groups: int = 8
+    dropout: float = 0.0
+    num_timesteps: int = 1000
+
+    def _check(self, x, context):
+        levels = len(self.channels)
+        factor = 2 ** (levels - 1)
+        if x.ndim != 4 or x.shape[1] % factor or x.shape[2] % factor:
+            raise UserError(f"UNet with {levels} levels needs images (batch, H, W, C) with H and "
+                            f"W divisible by {factor}, got {tuple(x.shape)}; pad the images "
+                            f"(28x28 -> 32x32) or use fewer channels levels")
+        bad = [c for c in self.channels if c % self.groups]
+        if bad:
+            raise UserError(f"UNet channels {tuple(self.channels)} must be divisible by "
+                            f"groups={self.groups}; change --config.channels or groups")
+        if context is None and self.cross_attention_levels:
+            raise UserError("this UNet cross-attends to text: pass context (B, L, D) tokens")
+
+    @nn.compact
+    def __call__(self, x, t, context=None, context_mask=None, *, train: bool = False):
+        self._check(x, context)
+        ch0 = self.channels[0]
+        temb = time_embedding(t, ch0, self.num_timesteps)
+        temb = nn.Dense(4 * ch0, name="time_mlp2")(nn.swish(nn.Dense(4 * ch0,
+                                                                      name="time_mlp1")(temb)))
+        res = lambda f, name: ResBlock(f, self.groups, self.dropout, name=name)  # noqa: E731
+
+        def attend(h, level, prefix):
+            if level in self.attention_levels:
+                h = AttentionBlock(self.num_heads, self.groups, name=f"{prefix}_attn")(h)
+            if level in self.cross_attention_levels:
+                h = AttentionBlock(self.num_heads, self.groups, name=f"{prefix}_cross")(
+                    h, context, context_mask)
+            return h
+
+        h = nn.Conv(ch0, (3, 3), name="conv_in")(x)
+        skips = [h]
+        last = len(self.channels) - 1
+        for i, ch in enumerate(self.channels):
+            for j in range(self.num_res_blocks):
+                h = attend(res(ch, f"down{i}_res{j}")(h, temb, train=train), i, f"down{i}_{j}")
+                skips.append(h)
+            if i != last:
+                h = nn.Conv(ch, (3, 3), strides=(2, 2), name=f"down{i}_pool")(h)
+                skips.append(h)
+        h = res(self.channels[-1], "mid_res1")(h, temb, train=train)
+        h = AttentionBlock(self.num_heads, self.groups, name="mid_attn")(h)
+        if self.cross_attention_levels:
+            h = AttentionBlock(self.num_heads, self.groups, name="mid_cross")(
+                h, context, context_mask)
+        h = res(self.channels[-1], "mid_res2")(h, temb, train=train)
+        for i in reversed(range(len(self.channels))):
+            ch = self.channels[i]
+            for j in range(self.num_res_blocks + 1):
+                h = jnp.concatenate([h, skips.pop()], axis=-1)
+                h = attend(res(ch, f"up{i}_res{j}")(h, temb, train=train), i, f"up{i}_{j}")
+            if i != 0:
+                b, hh, ww, c = h.shape
+                h = jax.image.resize(h, (b, 2 * hh, 2 * ww, c), method="nearest")
+                h = nn.Conv(self.channels[i - 1], (3, 3), name=f"up{i}_upsample")(h)
+        h = nn.swish(nn.GroupNorm(self.groups, name="norm_out")(h))
+        return nn.Conv(x.shape[-1], (3, 3), kernel_init=zeros, name="conv_out")(h)
