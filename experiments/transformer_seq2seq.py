@@ -36,7 +36,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.src_len = 32  # characters of the human-written date, with EOS and padding
     c.num_layers = 2  # encoder layers, and as many decoder layers
     c.num_heads = 4
-    c.dim = 128
+    c.dim = 64
     c.dropout = 0.1
     c.batch_size = 64
     c.num_steps = 3000
