@@ -7,8 +7,11 @@ mu, S: the mean and covariance (unbiased, N - 1) of the features; the matrix squ
 `scipy.linalg.sqrtm` (its tiny imaginary part from round-off is dropped). This is NOT the
 Inception FID of the literature: the features come from a classifier trained on the same
 dataset (here jaxdl's `ConvNet`, 128 features), so the numbers are comparable only with
-each other (same classifier, same number of images), not with published FIDs.
+each other (same classifier, same number of images), not with published FIDs. With fewer
+images than features (128) the covariances are singular and the estimate is poor.
 """
+
+import warnings
 
 import jax
 import numpy as np
@@ -20,10 +23,12 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
     a, b = np.asarray(features_a, np.float64), np.asarray(features_b, np.float64)
     mu_a, mu_b = a.mean(0), b.mean(0)
     s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean = scipy.linalg.sqrtm(s_a @ s_b)
-    if not np.isfinite(covmean).all():  # singular product: regularise, as pytorch-fid does
-        eps = 1e-6 * np.eye(a.shape[1])
-        covmean = scipy.linalg.sqrtm((s_a + eps) @ (s_b + eps))
+    with warnings.catch_warnings():  # singular with fewer images than features: fine here
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        covmean = scipy.linalg.sqrtm(s_a @ s_b)
+        if not np.isfinite(covmean).all():  # regularise, as pytorch-fid does
+            eps = 1e-6 * np.eye(a.shape[1])
+            covmean = scipy.linalg.sqrtm((s_a + eps) @ (s_b + eps))
     covmean = np.real(covmean)
     return float(np.sum((mu_a - mu_b) ** 2) + np.trace(s_a) + np.trace(s_b)
                  - 2.0 * np.trace(covmean))

@@ -67,3 +67,15 @@ def test_convnet_pools_and_batchnorm(pool):
     assert "batch_stats" in variables
     out = model.apply(variables, x)
     assert out.shape == (2, 3)
+
+
+def test_mynet_uses_pytorch_default_init_bounds():
+    params = MyNet().init(jax.random.PRNGKey(0), jnp.zeros((1, 48, 48, 3)))["params"]
+    for name, fan_in in (("conv1", 27), ("conv2", 288), ("conv3", 576), ("fc1", 18432),
+                         ("fc2", 512)):
+        bound = 1 / np.sqrt(fan_in)
+        for leaf in ("kernel", "bias"):
+            w = np.asarray(params[name][leaf])
+            assert np.abs(w).max() <= bound * (1 + 1e-6) and np.abs(w).max() > 0.9 * bound
+        # uniform on [-b, b]: standard deviation b / sqrt(3)
+        assert np.std(params[name]["kernel"]) == pytest.approx(bound / np.sqrt(3), rel=0.05)

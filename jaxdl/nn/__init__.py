@@ -6,3 +6,7 @@ from jaxdl.nn.recurrent import RecurrentLM
 
 __all__ = ["ACTIVATIONS", "MLP", "ConvNet", "MyNet", "get_activation", "mynet_params_from_torch"]
 __all__ += ["RecurrentLM"]
+from jaxdl.nn.text2img import TextToImage  # noqa: E402
+from jaxdl.nn.unet import UNet  # noqa: E402
+
+__all__ += ["TextToImage", "UNet"]

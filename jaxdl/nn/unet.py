@@ -6,7 +6,7 @@
   PE[t, 2i+1] = cos(...)) looked up at the integer step t, then a 2-layer MLP (swish) to
   `4 * channels[0]`; every residual block adds a linear map of it to its features.
 - **Residual blocks**: GroupNorm -> swish -> conv3x3 -> + time -> GroupNorm -> swish ->
-  dropout -> conv3x3 (zero-initialised, so each block starts as the identity), plus a 1x1
+  dropout -> conv3x3 (zero-initialised, so each block starts as its skip path), plus a 1x1
   conv on the skip path when the width changes.
 - **Down and up paths**: level i runs at resolution H / 2^i with `channels[i]` features;
   `num_res_blocks` blocks per level on the way down (each output kept as a skip), a strided

@@ -173,11 +173,18 @@ def guided(denoise_fn: Callable, cond, uncond=None, scale: float = 1.0) -> Model
     return fn
 
 
-def ddpm_sample(schedule: NoiseSchedule, model_fn: ModelFn, shape, rng, *,
-                prediction: str = "eps", clip: bool = True):
-    """Ancestral sampling over all T steps; returns x_0 samples (clipped to [-1, 1])."""
+def _start(shape, rng, x_init):
     init_rng, step_rng = jax.random.split(rng)
-    x = jax.random.normal(init_rng, shape)
+    x = jax.random.normal(init_rng, shape) if x_init is None else jnp.asarray(x_init)
+    return x, step_rng
+
+
+def ddpm_sample(schedule: NoiseSchedule, model_fn: ModelFn, shape, rng, *,
+                prediction: str = "eps", clip: bool = True, x_init=None):
+    """Ancestral sampling over all T steps; returns x_0 samples (clipped to [-1, 1]).
+
+    The start noise x_{T-1} is drawn from `rng` unless `x_init` gives it."""
+    x, step_rng = _start(shape, rng, x_init)
 
     def body(x, t):
         tb = jnp.full(shape[:1], t, jnp.int32)
@@ -201,12 +208,12 @@ def ddim_timesteps(total: int, num_steps: int) -> np.ndarray:
 
 
 def ddim_sample(schedule: NoiseSchedule, model_fn: ModelFn, shape, rng, *, num_steps: int = 50,
-                eta: float = 0.0, prediction: str = "eps", clip: bool = True):
-    """DDIM over `num_steps` of the T steps; eta = 0 is deterministic given the start noise."""
+                eta: float = 0.0, prediction: str = "eps", clip: bool = True, x_init=None):
+    """DDIM over `num_steps` of the T steps; eta = 0 is deterministic given the start noise
+    (drawn from `rng` unless `x_init` gives it)."""
     ts = ddim_timesteps(schedule.num_steps, num_steps)
     prev = np.concatenate([[-1], ts[:-1]]).astype(np.int32)
-    init_rng, step_rng = jax.random.split(rng)
-    x = jax.random.normal(init_rng, shape)
+    x, step_rng = _start(shape, rng, x_init)
 
     def body(x, tt):
         t, t_prev = tt
@@ -228,8 +235,10 @@ def ddim_sample(schedule: NoiseSchedule, model_fn: ModelFn, shape, rng, *, num_s
 
 def text_to_image_sampler(model, schedule: NoiseSchedule, *, image_shape, null_tokens,
                           sampler: str = "ddim", num_steps: int = 50, eta: float = 0.0,
-                          guidance: float = 1.0, prediction: str = "eps") -> Callable:
-    """jit-compiled `(params, tokens (B, L), rng) -> images (B, *image_shape)` in [-1, 1].
+                          prediction: str = "eps", guided_sampling: bool = True) -> Callable:
+    """jit-compiled `(params, tokens (B, L), rng, guidance) -> images (B, *image_shape)` in
+    [-1, 1]. `guidance` is traced (one compilation serves every w); with
+    `guided_sampling=False` the empty prompt is never run and `guidance` is ignored (w = 1).
 
     `model` has `encode(tokens) -> (context, mask)` and `denoise(x, t, context, mask)`
     (`jaxdl.nn.text2img.TextToImage`); the prompt is encoded once, not at every step.
@@ -237,12 +246,12 @@ def text_to_image_sampler(model, schedule: NoiseSchedule, *, image_shape, null_t
     if sampler not in ("ddim", "ddpm"):
         raise UserError(f"unknown sampler {sampler!r}; choose ddim or ddpm")
 
-    def run(params, tokens, rng):
+    def run(params, tokens, rng, guidance):
         variables = {"params": params}
         encode = lambda ids: model.apply(variables, ids, method="encode")  # noqa: E731
         cond = encode(tokens)
         uncond = None
-        if guidance != 1.0:
+        if guided_sampling:
             uncond = encode(jnp.broadcast_to(jnp.asarray(null_tokens, tokens.dtype),
                                              tokens.shape))
         denoise = lambda x, t, c: model.apply(variables, x, t, *c, method="denoise")  # noqa
