@@ -76,6 +76,7 @@ def test_mynet_uses_pytorch_default_init_bounds():
         bound = 1 / np.sqrt(fan_in)
         for leaf in ("kernel", "bias"):
             w = np.asarray(params[name][leaf])
-            assert np.abs(w).max() <= bound * (1 + 1e-6) and np.abs(w).max() > 0.9 * bound
+            assert np.abs(w).max() <= bound * (1 + 1e-6)
+            assert w.size < 100 or np.abs(w).max() > 0.9 * bound
         # uniform on [-b, b]: standard deviation b / sqrt(3)
         assert np.std(params[name]["kernel"]) == pytest.approx(bound / np.sqrt(3), rel=0.05)
