@@ -28,11 +28,10 @@ from experiments import rnn_lm
 from jaxdl import plots
 from jaxdl.config import load_config, run_experiment, write_results
 from jaxdl.data import text as textdata
-from jaxdl.errors import UserError
 from jaxdl.nn.recurrent import CELLS, RecurrentLM, count_params
 from jaxdl.tasks import language
 from jaxdl.train import make_train_step
-from jaxdl.train.checkpoint import Checkpointer
+from jaxdl.train.checkpoint import restore_from_workdir
 from jaxdl.train.loop import compile_step, fit
 
 
@@ -74,13 +73,8 @@ def load_trained(workdir: Path, vocab_size: int):
     trained = load_config(workdir)
     model = rnn_lm.build_model(trained, vocab_size)
     template = rnn_lm.make_state(trained, model, trained.num_steps)
-    ckpt = Checkpointer(workdir / "checkpoints")
-    try:
-        restored = ckpt.restore_latest(template)
-    finally:
-        ckpt.close()
-    if restored is None:
-        raise UserError(f"{workdir} has no checkpoint; run experiments.rnn_lm there first")
+    restored = restore_from_workdir(workdir, template,
+                                    fix="run experiments.rnn_lm there first")
     results = workdir / "results.json"
     loss = json.loads(results.read_text()).get("train_loss") if results.exists() else None
     return model, restored[0].params, loss

@@ -89,3 +89,16 @@ class Checkpointer:
 def _first_line(e: Exception) -> str:
     text = str(e).strip().splitlines()
     return text[0][:200] if text else type(e).__name__
+
+
+def restore_from_workdir(workdir: str | Path, template, *, fix: str):
+    """`(state, meta, step)` from the newest checkpoint of a run's workdir, for sampling,
+    evaluation or analysis; a workdir with none is a UserError whose message ends in `fix`."""
+    ckpt = Checkpointer(Path(workdir) / "checkpoints")
+    try:
+        restored = ckpt.restore_latest(template)
+    finally:
+        ckpt.close()
+    if restored is None:
+        raise UserError(f"no checkpoint in {ckpt.directory}; {fix}")
+    return restored
