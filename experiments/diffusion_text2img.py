@@ -45,12 +45,14 @@ def get_config() -> ml_collections.ConfigDict:
     c.data_dir = ""
     c.image_size = 32  # 28x28 padded with black to 32x32, scaled to [-1, 1]
     c.text_level = "char"  # char | word
-    c.max_prompt_len = 48  # BOS + up to 47 characters
+    c.max_prompt_len = 64  # BOS + up to 63 characters
+    c.prompt_shift = 0.5  # P(prompt moved to a random position) in training
     c.text_layers, c.text_heads, c.text_dim = 2, 4, 64
     c.channels = (16, 32, 64)  # UNet widths at 32x32, 16x16, 8x8
     c.num_res_blocks = 1
     c.attention_levels = (2,)  # self-attention at 8x8 (and in the middle)
     c.cross_attention_levels = (1, 2)  # cross-attention to the text at 16x16 and 8x8
+    c.pooled_text = True  # also add the encoder's BOS output to the time embedding
     c.num_heads, c.groups, c.dropout = 4, 8, 0.0
     c.noise_schedule = "cosine"  # linear | cosine
     c.num_timesteps = 1000
@@ -69,10 +71,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval_sampler = "ddim"
     c.eval_steps = 25
     c.eval_eta = 0.0
-    c.grid_per_class = 8
+    c.grid_per_class = 10  # grid: one row per class; also the batch of every sampling call
     c.fid_samples = 10_000  # generated and real images for prompt accuracy and FID
-    c.sample_batch = 500
     c.classifier_epochs = 3
+    c.test_loss_images = 2000  # test images for the final diffusion loss (0: skip)
     c.seed = 0
     return c
 
@@ -93,8 +95,9 @@ def train_classifier(train, test, workdir, config):
     """The judge: a ConvNet on the real 28x28 training images, through the shared step."""
     model = ConvNet(num_classes=train.num_classes, features=(32, 64), dense=(128,),
                     dropout_rate=0.3)
-    state = create_train_state(model, make_optimizer("adam", 1e-3), jax.random.PRNGKey(1),
-                               jnp.zeros((1, 28, 28, 1)))
+    state = jax.jit(lambda rng: create_train_state(  # jit: one compile, not op by op
+        model, make_optimizer("adam", 1e-3), rng, jnp.zeros((1, 28, 28, 1))))(
+        jax.random.PRNGKey(1))
     pre = lambda b, rng, train: {**b, "image": transforms.to_float(b["image"])}  # noqa: E731
     step = compile_step(make_train_step(classify.softmax_cross_entropy, model, preprocess=pre))
     loader = ArrayLoader({"image": train.images, "label": train.labels}, 128, seed=1)
@@ -132,7 +135,8 @@ def main(config, workdir):
           f"{prompts.prompts(tokenizer.prompt_set)[9][1]!r}")
     size = config.image_size
     preprocess = prompts.make_prompt_preprocess(
-        tokenizer.table("train"), lambda x: denoise.to_model_images(x, size))
+        tokenizer.table("train"), lambda x: denoise.to_model_images(x, size),
+        config.prompt_shift)
     loss = lambda *a, **k: denoise.diffusion_loss(  # noqa: E731
         *a, schedule=schedule, prediction=config.prediction, cond_drop=config.cond_drop,
         null_cond=tokenizer.empty, **k)
@@ -140,7 +144,8 @@ def main(config, workdir):
     loader = ArrayLoader({"image": train.images, "label": train.labels}, config.batch_size,
                          seed=config.seed, drop_last=True)
     sample_fn = diffusion.make_sampler(config, model, schedule, tokenizer)
-    grid_tokens, grid_labels = eval_prompts(tokenizer, 10 * config.grid_per_class, grid=True)
+    batch = train.num_classes * config.grid_per_class  # every sampling call's batch size
+    grid_tokens, grid_labels = eval_prompts(tokenizer, batch, grid=True)
     names = class_names(prompts.class_phrases(tokenizer.prompt_set))
     classifier, cls_vars, cls_acc = train_classifier(train, test, workdir, config)
     feature_fn = fid.make_feature_fn(classifier)
@@ -152,7 +157,8 @@ def main(config, workdir):
         state, history = fit(state, step, loader, workdir=workdir, num_steps=target)
         t_train += time.perf_counter() - t0
         images = diffusion.generate(sample_fn, state.ema_params, grid_tokens,
-                                    jax.random.PRNGKey(config.seed), len(grid_tokens))
+                                    jax.random.PRNGKey(config.seed), config.guidance,
+                                    batch)
         acc = float(np.mean(fid.features(feature_fn, cls_vars, images)[0].argmax(-1)
                             == grid_labels))
         plots.plot_image_grid(images, workdir / "samples.png", nrow=len(names), row_labels=names)
@@ -166,7 +172,8 @@ def main(config, workdir):
     n = config.fid_samples
     tokens, labels = eval_prompts(tokenizer, n)
     images = diffusion.generate(sample_fn, state.ema_params, tokens,
-                                jax.random.PRNGKey(config.seed + 1), config.sample_batch)
+                                jax.random.PRNGKey(config.seed + 1), config.guidance,
+                                batch)
     gen_logits, gen_feats = fid.features(feature_fn, cls_vars, images)
     gen_seconds = time.perf_counter() - t0
     real = transforms.to_float(test.images[:n])
@@ -190,10 +197,12 @@ def main(config, workdir):
         "evaluations": evals, "device": str(jax.devices()[0].device_kind),
     }
     results["test_accuracy"] = results["prompt_accuracy"]  # the README table's generic field
-    test_loader = ArrayLoader({"image": test.images[:2000], "label": test.labels[:2000]},
-                              500, shuffle=False)
-    results["test_loss"] = evaluate(jax.jit(make_eval_step(
-        loss, model, preprocess=preprocess, use_ema=True)), state, test_loader)["loss"]
+    if config.test_loss_images:  # the diffusion loss (EMA params, training templates)
+        m = config.test_loss_images
+        test_loader = ArrayLoader({"image": test.images[:m], "label": test.labels[:m]},
+                                  min(m, 500), shuffle=False)
+        results["test_loss"] = evaluate(jax.jit(make_eval_step(
+            loss, model, preprocess=preprocess, use_ema=True)), state, test_loader)["loss"]
     print(f"prompt accuracy (held-out templates, {len(images)} images): "
           f"{100 * results['prompt_accuracy']:.2f}%; classifier FID "
           f"{results['classifier_fid']:.2f} (real train vs test: "

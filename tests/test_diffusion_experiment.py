@@ -27,6 +27,17 @@ def test_prompt_templates_split_and_fit():
     assert "the number 7 written by hand" in prompts.prompts("digits", "held_out")[7]
     assert prompts.prompt_set_for("fashion_mnist") == "fashion"
     assert prompts.prompt_set_for("mnist_5k") == "digits"
+    assert max(len(p) for row in prompts.prompts("fashion") for p in row) < 64
+
+
+def test_shift_prompts_keeps_bos_and_words_in_order():
+    tok = prompts.PromptTokenizer("fashion", "char", 40)
+    tokens = tok.encode_batch(["an ankle boot", "a bag", ""] * 20)
+    moved = np.asarray(prompts.shift_prompts(jax.numpy.asarray(tokens), jax.random.PRNGKey(0)))
+    assert (moved[:, 0] == prompts.BOS_ID).all()
+    assert [tok.decode(m) for m in moved] == [tok.decode(t) for t in tokens]
+    first = (moved[:, 1:] != 0).argmax(1)
+    assert len(set(first[0::3].tolist())) > 5 and first[0::3].max() <= 40 - 1 - 13
 
 
 def test_tokenizer_empty_prompt_and_bad_prompts():

@@ -1,9 +1,11 @@
 """Prompts for text-to-image: class names in natural sentences, training vs held-out templates.
 
 Each class has one noun phrase ("an ankle boot", "a pair of trousers"; for digits the word
-and the numeral); each template turns it into a sentence. The `train` templates are the
-only ones the model sees; the `held_out` ones are used only at evaluation, so the prompt
-accuracy measures whether the text encoder generalises to new wording.
+and the numeral); each template turns it into a sentence. The `train` templates (every
+prefix with every suffix, 36 for Fashion-MNIST, 40 for digits) are the only ones the model
+sees; the 4 `held_out` ones are used only at evaluation, so the prompt accuracy measures
+whether the text encoder generalises to new wording. In training, prompts are also moved
+to random positions (`shift_prompts`), so that a class name is not tied to where it stood.
 
 Tokens: `PromptTokenizer` maps a prompt to (max_len,) int32 ids `[BOS, tokens..., PAD...]`
 with PAD = 0 and BOS = 1 (so even the empty prompt, which means "unconditional", has one
@@ -29,22 +31,36 @@ FASHION_NOUNS = ("a t-shirt", "a pair of trousers", "a pullover", "a dress", "a 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 # {a}: the noun with its article; {n}: without it. Digits: {w} word, {d} numeral.
+# Training templates are every prefix with every suffix; the held-out ones share neither.
 TEMPLATES = {
     "fashion": {
-        "train": ("{a}", "a photo of {a}", "{a} on a plain background", "a picture of {a}",
-                  "an image of {a}", "a grayscale photo of {a}", "a product photo of {a}",
-                  "{n}", "a small image of {a}", "a photo of a single {n}"),
+        "prefixes": ("{a}", "a photo of {a}", "a picture of {a}", "an image of {a}",
+                     "a grayscale photo of {a}", "a product photo of {a}", "a small image of {a}",
+                     "a photo of a single {n}", "{n}"),
+        "suffixes": ("", " on a plain background", ", centered", " for sale"),
         "held_out": ("a low resolution photo of {a}", "a photograph showing {a}",
                      "{a} in black and white", "here is {a}"),
     },
     "digits": {
-        "train": ("a handwritten digit {w}", "the digit {d}", "a handwritten {d}",
-                  "the number {w}", "{d}", "{w}", "a photo of the number {d}",
-                  "an image of a {w}", "digit {w}", "a scanned digit {d}"),
+        "prefixes": ("a handwritten digit {w}", "the digit {d}", "a handwritten {d}",
+                     "the number {w}", "{d}", "{w}", "a photo of the number {d}",
+                     "an image of a {w}", "digit {w}", "a scanned digit {d}"),
+        "suffixes": ("", " on a plain background", ", centered", " in white ink"),
         "held_out": ("the number {d} written by hand", "a digit {w} written with a pen",
                      "handwritten number {w}", "here is a {d}"),
     },
 }
+
+
+def templates(prompt_set: str, split: str = "train") -> tuple[str, ...]:
+    if prompt_set not in TEMPLATES:
+        raise UserError(f"unknown prompt set {prompt_set!r}; choose one of {', '.join(TEMPLATES)}")
+    t = TEMPLATES[prompt_set]
+    if split == "train":
+        return tuple(p + s for p in t["prefixes"] for s in t["suffixes"])
+    if split == "held_out":
+        return t["held_out"]
+    raise UserError(f"unknown template split {split!r}; choose train or held_out")
 
 
 def prompt_set_for(dataset: str) -> str:
@@ -65,8 +81,8 @@ def class_phrases(prompt_set: str, num_classes: int = 10) -> list[dict]:
 
 def prompts(prompt_set: str, split: str = "train") -> list[list[str]]:
     """prompts[c][k]: class c in template k of the `train` or `held_out` templates."""
-    templates = TEMPLATES[prompt_set][split] if prompt_set in TEMPLATES else None
-    return [[tpl.format(**p) for tpl in templates] for p in class_phrases(prompt_set)]
+    return [[tpl.format(**p) for tpl in templates(prompt_set, split)]
+            for p in class_phrases(prompt_set)]
 
 
 def normalize(text: str) -> str:
@@ -76,7 +92,7 @@ def normalize(text: str) -> str:
 class PromptTokenizer:
     """Prompt text <-> (max_len,) ids `[BOS, ...tokens, PAD...]`; see the module docstring."""
 
-    def __init__(self, prompt_set: str, level: str = "char", max_len: int = 48):
+    def __init__(self, prompt_set: str, level: str = "char", max_len: int = 64):
         if level == "char":
             self.vocab = CharVocab(ALPHABET)
         elif level == "word":
@@ -128,14 +144,32 @@ class PromptTokenizer:
         return np.stack([self.encode_batch(row) for row in prompts(self.prompt_set, split)])
 
 
-def make_prompt_preprocess(table: np.ndarray, image_fn):
+def shift_prompts(tokens, rng):
+    """Move each prompt (not its BOS) right by a random number of padding positions, so the
+    encoder sees words at every position (absolute positions are otherwise a shortcut:
+    a held-out template puts the class name where training never had it)."""
+    length = tokens.shape[1]
+    n = jnp.sum(tokens[:, 1:] != PAD_ID, axis=1)  # prompt tokens after BOS
+    shift = jnp.floor(jax.random.uniform(rng, n.shape) * (length - n)).astype(jnp.int32)
+    src = jnp.arange(length)[None, :] - shift[:, None]
+    moved = jnp.take_along_axis(tokens, jnp.clip(src, 0, length - 1), axis=1)
+    moved = jnp.where(src >= 1, moved, PAD_ID)
+    return moved.at[:, 0].set(tokens[:, 0])
+
+
+def make_prompt_preprocess(table: np.ndarray, image_fn, shift_prob: float = 0.0):
     """`preprocess(batch, rng, train)` for the train step: images through `image_fn`, and a
-    prompt `table[label, k]` with k drawn uniformly per example from the step's rng."""
+    prompt `table[label, k]` with k drawn uniformly per example from the step's rng; when
+    training, with probability `shift_prob` the prompt is shifted (`shift_prompts`)."""
     table = jnp.asarray(table)
 
     def preprocess(batch, rng, train):
         labels = batch["label"]
-        k = jax.random.randint(rng, labels.shape, 0, table.shape[1])
-        return {**batch, "image": image_fn(batch["image"]), "prompt": table[labels, k]}
+        k_rng, s_rng, p_rng = jax.random.split(rng, 3)
+        tokens = table[labels, jax.random.randint(k_rng, labels.shape, 0, table.shape[1])]
+        if train and shift_prob > 0.0:
+            use = jax.random.bernoulli(p_rng, shift_prob, labels.shape)[:, None]
+            tokens = jnp.where(use, shift_prompts(tokens, s_rng), tokens)
+        return {**batch, "image": image_fn(batch["image"]), "prompt": tokens}
 
     return preprocess

@@ -3,7 +3,10 @@
     tokens (B, L) int -> Encoder -> context (B, L, D), mask = tokens != pad_id
     x_t (B, H, W, C), t (B,), context, mask -> UNet -> prediction (B, H, W, C)
 
-Both parts train jointly. `encode` and `denoise` are exposed separately so a sampler
+The encoder's output at the BOS token (position 0, which attends to the whole prompt, as
+BERT's CLS token) is also given to the UNet as a pooled vector added to its time
+embedding (`pooled_text`); cross-attention reads the individual tokens. Both parts train
+jointly. `encode` and `denoise` are exposed separately so a sampler
 encodes the prompt once and runs only the UNet at each of its steps
 (`model.apply(variables, tokens, method="encode")`, then `method="denoise"`).
 """
@@ -17,13 +20,15 @@ from jaxdl.nn.unet import UNet
 class TextToImage(nn.Module):
     encoder: Encoder
     unet: UNet
+    pooled_text: bool = True
 
     def encode(self, tokens, *, train: bool = False):
         """Prompt ids (B, L) -> (context (B, L, D), mask (B, L) True on real tokens)."""
         return self.encoder(tokens, train=train), tokens != self.encoder.pad_id
 
     def denoise(self, x, t, context, mask, *, train: bool = False):
-        return self.unet(x, t, context, mask, train=train)
+        pooled = context[:, 0] if self.pooled_text else None
+        return self.unet(x, t, context, mask, pooled, train=train)
 
     def __call__(self, x, t, tokens, *, train: bool = False):
         context, mask = self.encode(tokens, train=train)
@@ -40,4 +45,4 @@ def text_to_image_model(config, vocab_size: int) -> TextToImage:
                 cross_attention_levels=tuple(config.cross_attention_levels),
                 num_heads=config.num_heads, groups=config.groups, dropout=config.dropout,
                 num_timesteps=config.num_timesteps)
-    return TextToImage(encoder=encoder, unet=unet)
+    return TextToImage(encoder=encoder, unet=unet, pooled_text=config.get("pooled_text", True))

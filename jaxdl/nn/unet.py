@@ -4,7 +4,9 @@
 
 - **Time**: the sinusoidal table of `jaxdl.nn.transformer` (PE[t, 2i] = sin(t / 10000^(2i/d)),
   PE[t, 2i+1] = cos(...)) looked up at the integer step t, then a 2-layer MLP (swish) to
-  `4 * channels[0]`; every residual block adds a linear map of it to its features.
+  `4 * channels[0]`; every residual block adds a linear map of it to its features. An
+  optional `pooled` text vector (B, D) is projected and added to it, as GLIDE adds its
+  final token's embedding, so every block sees the prompt.
 - **Residual blocks**: GroupNorm -> swish -> conv3x3 -> + time -> GroupNorm -> swish ->
   dropout -> conv3x3 (zero-initialised, so each block starts as its skip path), plus a 1x1
   conv on the skip path when the width changes.
@@ -101,12 +103,15 @@ class UNet(nn.Module):
             raise UserError("this UNet cross-attends to text: pass context (B, L, D) tokens")
 
     @nn.compact
-    def __call__(self, x, t, context=None, context_mask=None, *, train: bool = False):
+    def __call__(self, x, t, context=None, context_mask=None, pooled=None, *,
+                 train: bool = False):
         self._check(x, context)
         ch0 = self.channels[0]
         temb = time_embedding(t, ch0, self.num_timesteps)
         temb = nn.Dense(4 * ch0, name="time_mlp2")(nn.swish(nn.Dense(4 * ch0,
                                                                       name="time_mlp1")(temb)))
+        if pooled is not None:  # a global text vector joins the time embedding (GLIDE)
+            temb = temb + nn.Dense(4 * ch0, name="pooled_proj")(pooled)
         res = lambda f, name: ResBlock(f, self.groups, self.dropout, name=name)  # noqa: E731
 
         def attend(h, level, prefix):
