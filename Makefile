@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install train test lint bench clean
+.PHONY: install train test lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,11 +24,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check jaxdl experiments tests benchmarks
-
-bench: $(STAMP)
-	$(BIN)/python -m pip install -q -e '.[bench]'
-	$(BIN)/python -m benchmarks.run $(ARGS)
+	$(BIN)/ruff check jaxdl experiments tests
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
