@@ -61,6 +61,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.batch_size = 64
     c.num_steps = 3000
     c.eval_every = 1000  # steps between sample grids
+    c.checkpoint_every = 250  # steps between checkpoints (a killed run resumes from there)
     c.learning_rate = 1e-3
     c.warmup_steps = 200
     c.min_lr_fraction = 0.1
@@ -154,7 +155,8 @@ def main(config, workdir):
     targets = list(range(config.eval_every, config.num_steps, config.eval_every))
     for target in [*targets, config.num_steps]:
         t0 = time.perf_counter()
-        state, history = fit(state, step, loader, workdir=workdir, num_steps=target)
+        state, history = fit(state, step, loader, workdir=workdir, num_steps=target,
+                             checkpoint_every=config.checkpoint_every)
         t_train += time.perf_counter() - t0
         images = diffusion.generate(sample_fn, state.ema_params, grid_tokens,
                                     jax.random.PRNGKey(config.seed), config.guidance,

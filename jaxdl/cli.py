@@ -34,8 +34,15 @@ def info(workdir: Path) -> None:
                 print(f"  {key} = {value}")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line on stderr and exit 2, as every jaxdl error."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message}; see `{self.prog} --help`\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="jaxdl", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="jaxdl", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p_info = sub.add_parser("info", help="show a run's config, checkpoints and results")
     p_info.add_argument("--workdir", required=True, type=Path)

@@ -4,7 +4,11 @@
 
 Overrides are parsed as Python literals (`1e-3`, `True`, `(64, 64)`), else taken as
 strings; a key the config lacks is a one-line error listing the keys it has.
-`run_experiment` turns any `UserError` into that one line on stderr and exit status 2.
+`run_experiment` turns any `UserError` into that one line on stderr and exit status 2
+(a diverged loss, `jaxdl.train.loop.NonFiniteLoss`, is one). A preempted run
+(`jaxdl.train.loop.Preempted`, raised by `fit` after it saved a checkpoint) is a
+`SystemExit` with status 0: it passes through, so the process exits 0 and the scheduler
+can restart the same command, which resumes.
 """
 
 import ast
@@ -44,6 +48,10 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, str]
         for p in parents:
             node = node[p]
         try:
+            if (value is None and old is not None) or (  # ConfigDict would accept these
+                    isinstance(value, bool) and isinstance(old, int | float)
+                    and not isinstance(old, bool)):
+                raise TypeError(key)
             node[leaf] = value
         except TypeError:
             raise UserError(f"config key {key!r} expects a {type(old).__name__}, got {text!r}; "
@@ -108,7 +116,11 @@ def check_workdir(workdir: Path) -> None:
 
 def run_experiment(main: Callable, get_config: Callable, default_workdir: str,
                    argv: list[str] | None = None):
-    """Command-line entry: parse, save config.json, run `main(config, workdir)`."""
+    """Command-line entry: parse, save config.json, run `main(config, workdir)`.
+
+    UserError: its message on stderr, exit status 2. `Preempted` (a SystemExit, status 0)
+    is deliberately not caught: after fit's checkpoint the process ends cleanly.
+    """
     try:
         config, workdir = parse_args(sys.argv[1:] if argv is None else argv, get_config,
                                      default_workdir)

@@ -65,7 +65,11 @@ def test_schedules():
     cos = make_schedule(1.0, "cosine", total_steps=100)
     assert float(cos(0)) == pytest.approx(1.0) and float(cos(100)) == pytest.approx(0.0)
     warm = make_schedule(1.0, "warmup_cosine", total_steps=100, warmup_steps=10)
-    assert float(warm(0)) == 0.0 and float(warm(10)) == pytest.approx(1.0)
+    # nanoGPT's warmup: lr * (i + 1) / (warmup + 1), then cosine from the peak
+    assert [float(warm(i)) for i in (0, 4)] == pytest.approx([1 / 11, 5 / 11])
+    assert float(warm(10)) == pytest.approx(1.0) and float(warm(100)) == pytest.approx(0.0)
+    flat = make_schedule(2.0, "warmup_constant", warmup_steps=3)
+    assert [float(flat(i)) for i in (0, 2, 3, 50)] == pytest.approx([0.5, 1.5, 2.0, 2.0])
     assert float(make_schedule(0.3)(1234)) == pytest.approx(0.3)
 
 

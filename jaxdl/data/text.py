@@ -124,8 +124,9 @@ def _check_length(ids: np.ndarray, seq_len: int, what: str) -> None:
     if seq_len < 1:
         raise UserError(f"seq_len must be >= 1, got {seq_len}; set --config.seq_len")
     if len(ids) < seq_len + 1:
+        more = ", raise --config.val_fraction" if what.startswith("validation") else ""
         raise UserError(f"the {what} has {len(ids)} tokens, fewer than one window of "
-                        f"seq_len + 1 = {seq_len + 1}; use a longer text or lower "
+                        f"seq_len + 1 = {seq_len + 1}; use a longer text{more} or lower "
                         "--config.seq_len")
 
 

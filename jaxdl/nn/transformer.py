@@ -64,6 +64,10 @@ class PositionalEncoding(nn.Module):
     @nn.compact
     def __call__(self, x, offset=0):
         length, dim = x.shape[1], x.shape[2]
+        if length > self.max_len:  # static: fails at trace time, before compiling
+            raise UserError(f"sequence of {length} positions is longer than the positional "
+                            f"encoding's max_len of {self.max_len}; crop it to {self.max_len} "
+                            f"or build the model with max_len >= {length}")
         if self.kind == "sinusoidal":
             table = jnp.asarray(sinusoidal_table(self.max_len, dim))
         elif self.kind == "learned":
@@ -185,10 +189,17 @@ class _Stack(nn.Module):
     positional: str = "learned"
     use_bias: bool = True
 
-    def _embed(self, tokens, offset=0, *, train: bool):
+    def _check_tokens(self, tokens):
         if tokens.ndim != 2 or not jnp.issubdtype(tokens.dtype, jnp.integer):
+            fix = ("add a batch axis with tokens[None]" if tokens.ndim == 1 else
+                   "encode text to integer ids with a vocabulary (jaxdl.data.text)"
+                   if not jnp.issubdtype(tokens.dtype, jnp.integer) else
+                   "reshape them to (batch, time)")
             raise UserError(f"{type(self).__name__} takes integer token ids (batch, time), got "
-                            f"{tokens.dtype} {tuple(tokens.shape)}; encode text with a vocabulary")
+                            f"{tokens.dtype} {tuple(tokens.shape)}; {fix}")
+
+    def _embed(self, tokens, offset=0, *, train: bool):
+        self._check_tokens(tokens)
         embed = nn.Embed(self.vocab_size, self.dim, embedding_init=nn.initializers.normal(0.02),
                          name="embed")
         x = PositionalEncoding(self.max_len, self.positional, name="pos")(embed(tokens), offset)
@@ -218,6 +229,7 @@ class Encoder(_Stack):
 
     @nn.compact
     def __call__(self, src, *, train: bool = False):
+        self._check_tokens(src)
         self._check_length(src.shape[1])
         _, x = self._embed(src, train=train)
         mask = padding_mask(None, src != self.pad_id)
@@ -238,6 +250,7 @@ class DecoderLM(_Stack):
     @nn.compact
     def __call__(self, tokens, encoded=None, cross_mask=None, *, train: bool = False,
                  decode: bool = False):
+        self._check_tokens(tokens)
         length = tokens.shape[1]
         offset = 0
         if decode:

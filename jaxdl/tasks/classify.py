@@ -56,10 +56,11 @@ def check_labels(labels, num_classes: int) -> None:
     """Host-side label check, before anything compiles (jit cannot raise on values)."""
     labels = np.asarray(labels)
     if not np.issubdtype(labels.dtype, np.integer):
-        raise UserError(f"labels have dtype {labels.dtype}; class labels must be integers")
+        raise UserError(f"labels have dtype {labels.dtype}; class labels must be integers: "
+                        "convert them with labels.astype(np.int32)")
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         raise UserError(
             f"labels span [{labels.min()}, {labels.max()}] but the model has {num_classes} "
-            f"classes; labels must lie in [0, {num_classes}): set --config.num_classes="
+            f"classes; labels must lie in [0, {num_classes}): build the model with num_classes="
             f"{int(labels.max()) + 1} or fix the labels"
         )

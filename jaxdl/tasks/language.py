@@ -16,6 +16,7 @@ the carried-state convention `model.apply(v, tokens, carry=c, return_carry=True)
 """
 
 import functools
+import inspect
 
 import jax
 import jax.numpy as jnp
@@ -137,6 +138,12 @@ def generate(model, params, prompt, num_tokens: int, rng=None, *, temperature: f
     (batch, num_tokens); with `return_logits`, also the logits each id was drawn from.
     """
     prompt = _check_generation_args(prompt, num_tokens, temperature, greedy)
+    call_params = inspect.signature(type(model).__call__).parameters
+    if "carry" not in call_params and not any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in call_params.values()):
+        raise UserError(f"generate needs a model that carries its state (e.g. RecurrentLM), got "
+                        f"{type(model).__name__}; for a Transformer DecoderLM use "
+                        "generate_cached")
     batched = prompt.ndim == 2
     rng = jax.random.PRNGKey(0) if rng is None else rng
     tokens, logits = _generate(model, params, jnp.asarray(prompt.reshape(-1, prompt.shape[-1]),
@@ -193,6 +200,10 @@ def generate_cached(model, params, prompt, num_tokens: int, rng=None, *,
     return shapes as `generate`.
     """
     prompt = _check_generation_args(prompt, num_tokens, temperature, greedy)
+    if not isinstance(getattr(model, "max_len", None), int):
+        raise UserError(f"generate_cached needs a Transformer decoder with a KV cache "
+                        f"(DecoderLM), got {type(model).__name__}; for a recurrent model use "
+                        "generate")
     batched = prompt.ndim == 2
     context = jnp.asarray(prompt.reshape(-1, prompt.shape[-1])[:, -model.max_len:], jnp.int32)
     rng = jax.random.PRNGKey(0) if rng is None else rng

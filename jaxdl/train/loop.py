@@ -4,12 +4,28 @@ Runs the jitted train step over a loader for a number of epochs (or steps), with
 tqdm bar per epoch, the reference's `[Epoch N] loss = X | accuracy = Y%` line, an
 orbax checkpoint at each epoch end (and every `checkpoint_every` steps), and
 resumption from the latest checkpoint in the workdir. A loader is anything with
-`batches_per_epoch` and `epoch(epoch, start) -> iterator of batches` (see
-`jaxdl.data.loader`); the data position is derived from the step, so a resumed run
-continues with exactly the batch an uninterrupted run would have taken.
+`batches_per_epoch`, `position(step)` and `epoch(epoch, start) -> iterator of batches`
+(see `jaxdl.data.loader`); the data position is derived from the step, so a resumed run
+continues with exactly the batch an uninterrupted run would have taken. Each checkpoint
+records that position (and the loader's batch size, size and seed), and a resume whose
+loader disagrees is a UserError. The metric sums of an epoch cut short are saved too, so
+the curves of a resumed run are those of an uninterrupted one.
+
+Preemption: a SIGTERM (or, after `jax.distributed.initialize`, JAX's preemption sync
+point, reached by every process at the same step) makes fit save a checkpoint at the
+next step boundary and raise `Preempted`, a `SystemExit` with status 0: the process
+exits cleanly and the same command resumes. A second SIGTERM ends the process at once.
+
+Divergence: a nan or inf loss raises `NonFiniteLoss` (a UserError) naming the step. The
+losses are fetched every `check_every` steps (with the progress bar's) and before every
+save, and the whole state is checked before it is saved, so no checkpoint ever holds a
+non-finite state and none is written after the divergence: the last good one is kept.
 """
 
 import json
+import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,9 +33,11 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
-from jaxdl.train.checkpoint import Checkpointer
+from jaxdl.errors import UserError
+from jaxdl.train.checkpoint import Checkpointer, check_data_position, data_position
 from jaxdl.train.step import reduce_metrics
 
 # XLA:CPU's YNNPACK fusions slow the CNN's backward pass; without them the train step
@@ -67,63 +85,254 @@ def _add(total, metrics):
     return metrics if total is None else jax.tree.map(jnp.add, total, metrics)
 
 
+class Preempted(SystemExit):
+    """fit() was told to stop (SIGTERM or a multi-host preemption notice) and saved a
+    checkpoint at `step`; exit status 0, so an uncaught one ends the process cleanly and a
+    rerun of the same command resumes from that step."""
+
+    def __init__(self, step: int, directory):
+        super().__init__(0)
+        self.step, self.directory = int(step), str(directory)
+
+    def __str__(self) -> str:
+        return (f"preempted at step {self.step}; checkpoint saved in {self.directory}; "
+                "run the same command again to resume")
+
+
+class NonFiniteLoss(UserError):
+    """The loss (or the train state) became nan or inf; nothing from that step on is saved."""
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = int(step)
+
+
+class _PreemptionWatch:
+    """Was a preemption notice received? Single process: a SIGTERM handler that sets a flag
+    (the previous handler is restored on exit). After `jax.distributed.initialize`, JAX's
+    own notifier catches SIGTERM and `reached_preemption_sync_point(step)`, asked by every
+    process at every step, says when all of them have reached the same step to save at."""
+
+    def __init__(self):
+        self.received = False
+        self.distributed = jax.process_count() > 1 or jax.distributed.is_initialized()
+        self._installed, self._previous = False, None
+
+    def __enter__(self):
+        if not self.distributed and threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc):
+        if self._installed:
+            signal.signal(signal.SIGTERM,
+                          signal.SIG_DFL if self._previous is None else self._previous)
+            self._installed = False
+        return False
+
+    def _on_sigterm(self, signum, frame):
+        if self.received:  # a second SIGTERM: stop waiting for the step boundary
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+        self.received = True
+
+    def reached(self, step: int) -> bool:
+        if self.received:
+            return True
+        if self.distributed:
+            try:
+                if multihost_utils.reached_preemption_sync_point(int(step)):
+                    self.received = True
+            except RuntimeError:  # the preemption service is disabled in this process
+                self.distributed = False
+        return self.received
+
+
+@jax.jit
+def _all_finite(leaves):
+    checks = [jnp.all(jnp.isfinite(x)) for x in leaves]
+    return jnp.all(jnp.stack(checks)) if checks else jnp.array(True)
+
+
+def _non_finite(metrics: dict) -> str | None:
+    """'nan' or 'inf' if the step's loss (its `loss_sum`, else any float metric) is not finite."""
+    values = [metrics["loss_sum"]] if "loss_sum" in metrics else jax.tree.leaves(metrics)
+    for v in values:
+        a = np.asarray(v)
+        if np.issubdtype(a.dtype, np.inexact) and not np.all(np.isfinite(a)):
+            return "nan" if np.any(np.isnan(a)) else "inf"
+    return None
+
+
+class _Guard:
+    """Saves only finite states. Per-step metrics wait (on device, unfetched) until the next
+    check, which fetches them all with one host sync and names the first non-finite step."""
+
+    def __init__(self, ckpt: Checkpointer, last_saved: int | None):
+        self.ckpt, self.last_saved, self.pending = ckpt, last_saved, []
+
+    def add(self, step: int, metrics: dict) -> None:
+        self.pending.append((step, metrics))
+
+    def check(self) -> float | None:
+        """Raise NonFiniteLoss on a non-finite pending loss; the newest step's mean loss."""
+        if not self.pending:
+            return None
+        steps = [s for s, _ in self.pending]
+        values = jax.device_get([m for _, m in self.pending])
+        self.pending = []
+        for step, m in zip(steps, values, strict=True):
+            bad = _non_finite(m)
+            if bad is not None:
+                self.fail(f"loss became {bad} at step {step}", step)
+        last = values[-1]
+        if "loss_sum" not in last:
+            return None
+        return float(last["loss_sum"]) / max(float(last.get("count", 1.0)), 1.0)
+
+    def save(self, step: int, state, meta: dict) -> None:
+        self.check()
+        if step == self.last_saved:
+            return
+        floats = [x for x in jax.tree.leaves(state)
+                  if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
+        if not bool(jax.device_get(_all_finite(floats))):
+            self.fail(f"the parameters became nan or inf by step {step} (the loss was "
+                      "still finite)", step)
+        self.ckpt.save(step, state, meta)
+        self.last_saved = step
+
+    def fail(self, what: str, step: int):
+        kept = (f"the last good checkpoint, step {self.last_saved}, is kept in "
+                f"{self.ckpt.directory} and a rerun resumes from it" if self.last_saved
+                else "no checkpoint was saved")
+        raise NonFiniteLoss(
+            f"{what}; lower the learning rate (--config.learning_rate), clip gradients or check "
+            f"the data for nan/inf; nothing from step {step} on was saved: {kept}", step)
+
+
+def _sums_to_json(sums) -> dict:
+    out = {}
+    for key, value in jax.device_get(sums).items():
+        a = np.asarray(value)
+        out[key] = {"value": a.tolist(), "dtype": str(a.dtype)}
+    return out
+
+
+def _sums_from_json(saved: dict):
+    return {k: jnp.asarray(np.asarray(v["value"], dtype=v["dtype"])) for k, v in saved.items()}
+
+
 def fit(state, train_step: Callable, loader, *, workdir: str | Path, epochs: int | None = None,
         num_steps: int | None = None, checkpoint_every: int | None = None, max_to_keep: int = 3,
-        put_batch: Callable = lambda b: b, verbose: bool = True, block_every_step: bool = False):
+        put_batch: Callable = lambda b: b, verbose: bool = True, block_every_step: bool = False,
+        check_every: int = 20):
     """Train `state` with the (already jitted) `train_step`; returns `(state, history)`.
 
     history: a list of per-epoch dicts (`epoch`, `loss`, `accuracy`, `seconds`, ...),
-    restored with the checkpoint, so curves span resumed runs too.
+    restored with the checkpoint, so curves span resumed runs too; a run that stops inside
+    an epoch ends with a row marked `partial`.
     `put_batch` places a host batch on devices (sharding); `block_every_step` waits on
     each step's result, needed on CPU with several devices (see DESIGN's known traps).
+    `check_every`: steps between the host syncs that check the loss is finite (and update
+    the progress bar); the loss is also checked before every save.
+    Raises `Preempted` (exit status 0) after saving when preempted, `NonFiniteLoss` (a
+    UserError) when the loss diverges, and a UserError when the checkpoint in `workdir`
+    was saved with another loader (batch size, data, seed).
     """
     per_epoch = loader.batches_per_epoch
     total = num_steps if num_steps is not None else (epochs or 1) * per_epoch
+    check_every = max(int(check_every), 1)
     workdir = Path(workdir)
-    ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=max_to_keep)
-    history: list[dict] = []
+    is_main = jax.process_index() == 0
+    watch = _PreemptionWatch()
+    with watch:
+        ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=max_to_keep, cleanup=True)
+        try:
+            state, history = _fit(state, train_step, loader, ckpt, watch, workdir=workdir,
+                                  total=total, checkpoint_every=checkpoint_every,
+                                  put_batch=put_batch, verbose=verbose,
+                                  block_every_step=block_every_step, check_every=check_every,
+                                  is_main=is_main)
+        finally:
+            ckpt.close()  # waits for the last save
+    if watch.received:  # _fit saved at the step boundary (or had just saved its last step)
+        preempted = Preempted(int(jax.device_get(state.step)), ckpt.directory)
+        if is_main:
+            print(f"Preemption notice: {preempted}.", flush=True)
+        raise preempted
+    return state, history
+
+
+def _fit(state, train_step, loader, ckpt, watch, *, workdir, total, checkpoint_every, put_batch,
+         verbose, block_every_step, check_every, is_main):
+    per_epoch = loader.batches_per_epoch
+    history: list[dict] = []  # completed epochs (and rows of older checkpoints as they were)
+    carry = None  # metric sums and seconds of an epoch the checkpoint was saved inside
     restored = ckpt.restore_latest(state)
     if restored is not None:
         state, meta, step = restored
+        check_data_position(meta, loader, step, ckpt.directory)
         history = list(meta.get("history", []))
+        carry = meta.get("epoch_so_far")
         pos = loader.position(step)
-        _say(verbose, f"Resuming from checkpoint step {step} in {ckpt.directory} "
-                      f"(epoch {pos.epoch + 1}, batch {pos.batch}).")
+        _say(verbose and is_main, f"Resuming from checkpoint step {step} in {ckpt.directory} "
+                                  f"(epoch {pos.epoch + 1}, batch {pos.batch}).")
     step = int(jax.device_get(state.step))
-    is_main = jax.process_index() == 0
-    try:
-        while step < total:
-            pos = loader.position(step)
-            n_batches = min(per_epoch - pos.batch, total - step)
-            sums, t0 = None, time.perf_counter()
-            bar = tqdm(total=n_batches, desc=f"Epoch {pos.epoch + 1}", leave=False,
-                       disable=not (verbose and is_main))
-            for i, batch in enumerate(loader.epoch(pos.epoch, pos.batch)):
-                if i == n_batches:
-                    break
-                state, metrics = train_step(state, put_batch(batch))
-                sums = _add(sums, metrics)
-                step += 1
-                if block_every_step:
-                    jax.block_until_ready(metrics)
-                if i % 20 == 0 or i == n_batches - 1:
-                    bar.set_postfix(loss=f"{float(metrics['loss_sum'] / metrics['count']):.4f}")
-                bar.update(1)
-                if checkpoint_every and step % checkpoint_every == 0 and step < total:
-                    ckpt.save(step, state, {"history": history})
-            bar.close()
-            epoch_done = loader.position(step).batch == 0
-            summary = reduce_metrics(jax.device_get(sums))
-            summary.update(epoch=pos.epoch + 1, step=step,
-                           seconds=time.perf_counter() - t0, partial=not epoch_done)
+    guard = _Guard(ckpt, step if restored is not None else None)
+
+    def meta(step, sums=None, seconds=0.0):
+        # copies: orbax may serialise the JSON in its background thread, after more appends
+        out = {"history": list(history), "data": data_position(loader, step)}
+        if sums is not None and loader.position(step).batch:
+            out["epoch_so_far"] = {"sums": _sums_to_json(sums), "seconds": seconds}
+        return out
+
+    partial, stop = [], False
+    while step < total and not stop:
+        pos = loader.position(step)
+        n_batches = min(per_epoch - pos.batch, total - step)
+        sums, seconds0 = None, 0.0
+        if carry is not None and pos.batch:
+            sums, seconds0 = _sums_from_json(carry["sums"]), float(carry.get("seconds", 0.0))
+        carry = None
+        t0 = time.perf_counter()
+        bar = tqdm(total=n_batches, desc=f"Epoch {pos.epoch + 1}", leave=False,
+                   disable=not (verbose and is_main))
+        for i, batch in enumerate(loader.epoch(pos.epoch, pos.batch)):
+            state, metrics = train_step(state, put_batch(batch))
+            sums = _add(sums, metrics)
+            step += 1
+            guard.add(step, metrics)
+            if block_every_step:
+                jax.block_until_ready(metrics)
+            if i % check_every == 0 or i == n_batches - 1:
+                loss = guard.check()
+                if loss is not None:
+                    bar.set_postfix(loss=f"{loss:.4f}")
+            bar.update(1)
+            stop = watch.reached(step)  # asked at every step (the multi-host sync point)
+            if stop or i == n_batches - 1:
+                break  # saved below
+            if checkpoint_every and step % checkpoint_every == 0:
+                guard.save(step, state, meta(step, sums, seconds0 + time.perf_counter() - t0))
+        bar.close()
+        seconds = seconds0 + time.perf_counter() - t0
+        epoch_done = loader.position(step).batch == 0
+        guard.check()
+        summary = reduce_metrics(jax.device_get(sums))
+        summary.update(epoch=pos.epoch + 1, step=step, seconds=seconds, partial=not epoch_done)
+        if epoch_done:
             history.append(summary)
-            if epoch_done:
-                _say(verbose and is_main, epoch_line(pos.epoch + 1, summary))
-            ckpt.save(step, state, {"history": history})
-    finally:
-        ckpt.close()
-    _write_jsonl(workdir / "metrics.jsonl", history) if is_main else None
-    return state, history
+            _say(verbose and is_main, epoch_line(pos.epoch + 1, summary))
+            guard.save(step, state, meta(step))
+        else:  # stopped inside the epoch: its sums go into the checkpoint, not the history
+            partial = [summary]
+            guard.save(step, state, meta(step, sums, seconds))
+    if is_main:
+        _write_jsonl(workdir / "metrics.jsonl", history + partial)
+    return state, history + partial
 
 
 def evaluate(eval_step: Callable, state, loader, *, put_batch: Callable = lambda b: b) -> dict:

@@ -28,12 +28,18 @@ def make_schedule(
     warmup_steps: int = 0,
     min_learning_rate: float = 0.0,
 ) -> optax.Schedule:
-    """A learning-rate schedule from optax: constant, cosine, or either after linear warmup."""
+    """A learning-rate schedule from optax: constant, cosine, or either after linear warmup.
+
+    Warmup is nanoGPT's: step `i < warmup_steps` takes `lr * (i + 1) / (warmup_steps + 1)`,
+    so the first update already moves the weights (a warmup from 0 would waste step 0 and
+    run one step behind a PyTorch run of the same recipe).
+    """
     if schedule == "constant":
         return optax.constant_schedule(learning_rate)
     if schedule == "warmup_constant":
         return optax.join_schedules(
-            [optax.linear_schedule(0.0, learning_rate, max(warmup_steps, 1)),
+            [optax.linear_schedule(_warmup_start(learning_rate, warmup_steps), learning_rate,
+                                   max(warmup_steps, 1)),
              optax.constant_schedule(learning_rate)],
             [max(warmup_steps, 1)],
         )
@@ -42,13 +48,17 @@ def make_schedule(
             raise UserError(f"schedule {schedule!r} needs total_steps > 0; set the run length")
         warmup = warmup_steps if schedule == "warmup_cosine" else 0
         return optax.warmup_cosine_decay_schedule(
-            init_value=0.0 if warmup else learning_rate,
+            init_value=_warmup_start(learning_rate, warmup),
             peak_value=learning_rate,
             warmup_steps=warmup,
             decay_steps=max(total_steps, warmup + 1),
             end_value=min_learning_rate,
         )
     raise UserError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
+
+
+def _warmup_start(learning_rate: float, warmup_steps: int) -> float:
+    return learning_rate / (warmup_steps + 1)
 
 
 def make_optimizer(
