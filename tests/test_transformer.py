@@ -4,17 +4,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from golden_gpt import CONFIG as GPT_CONFIG
+from golden_gpt import GOLDEN as GOLDEN_GPT
+from golden_gpt import RECIPE as GPT_RECIPE
 
 from jaxdl.errors import UserError
 from jaxdl.nn.transformer import (
     DecoderLM,
     EncoderDecoder,
     PositionalEncoding,
+    decoder_lm_params_from_nanogpt,
     init_cache,
     sinusoidal_table,
 )
-from jaxdl.tasks import seq2seq
-from jaxdl.train import create_train_state, make_optimizer, make_train_step
+from jaxdl.tasks import language, seq2seq
+from jaxdl.train import create_train_state, make_optimizer, make_schedule, make_train_step
 
 NANOGPT_CPU = dict(num_layers=4, num_heads=4, dim=128, max_len=64, use_bias=False)
 
@@ -136,3 +140,44 @@ def test_generate_cached_equals_rerunning_the_full_prefix():
     sampled = language.generate_cached(model, params, prompt[0], 10, jax.random.PRNGKey(3),
                                        temperature=1.0, top_k=5)
     assert sampled.shape == (10,)
+
+
+def _nanogpt(prefix: str, golden) -> dict:
+    return {k[len(prefix):]: golden[k] for k in golden.files if k.startswith(prefix)}
+
+
+def test_nanogpt_weights_give_pytorch_logits():
+    golden = np.load(GOLDEN_GPT)
+    c = GPT_CONFIG
+    model = DecoderLM(c["vocab"], num_layers=c["layers"], num_heads=c["heads"], dim=c["dim"],
+                      max_len=c["block"], use_bias=True, positional="learned")
+    params = decoder_lm_params_from_nanogpt(_nanogpt("bias/", golden), c["heads"])
+    logits = model.apply({"params": params}, jnp.asarray(golden["batches"][0, :, :-1]))
+    np.testing.assert_allclose(np.asarray(logits), golden["bias_logits"], atol=1e-5, rtol=0)
+
+
+def test_training_follows_nanogpt_step_for_step():
+    """jaxdl's recipe for transformer_lm (optimizer, schedule, clipping, decay mask, shared
+    train step) against nanoGPT's train.py in PyTorch, from the same weights on the same
+    batches: every loss and the final weights agree."""
+    golden = np.load(GOLDEN_GPT)
+    c, r = GPT_CONFIG, GPT_RECIPE
+    model = DecoderLM(c["vocab"], num_layers=c["layers"], num_heads=c["heads"], dim=c["dim"],
+                      max_len=c["block"], use_bias=False, positional="learned")
+    lr = make_schedule(r["lr"], "warmup_cosine", total_steps=r["decay_iters"],
+                       warmup_steps=r["warmup"], min_learning_rate=r["min_lr"])
+    tx = make_optimizer("adamw", lr, r["wd"], b2=r["b2"], grad_clip_norm=r["clip"],
+                        decay_matrices_only=True)
+    params = decoder_lm_params_from_nanogpt(_nanogpt("init/", golden), c["heads"])
+    state = create_train_state(model, tx, jax.random.PRNGKey(0),
+                               jnp.zeros((1, c["block"]), jnp.int32))
+    state = state.replace(params=params, opt_state=tx.init(params))
+    step = jax.jit(make_train_step(language.next_token_loss, model))
+    losses = []
+    for window in golden["batches"]:
+        state, m = step(state, {"tokens": jnp.asarray(window), "mask": jnp.ones(len(window))})
+        losses.append(float(m["loss_sum"] / m["count"]))
+    np.testing.assert_allclose(losses, golden["losses"], atol=2e-5, rtol=0)
+    final = decoder_lm_params_from_nanogpt(_nanogpt("final/", golden), c["heads"])
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), b, atol=2e-5, rtol=0),
+                 state.params, final)
