@@ -54,7 +54,7 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, str]
                 raise TypeError(key)
             node[leaf] = value
         except TypeError:
-            raise UserError(f"config key {key!r} expects a {type(old).__name__}, got {text!r}; "
+            raise UserError(f"config key {key!r} expects {_a(type(old).__name__)}, got {text!r}; "
                             f"e.g. --config.{key}={old!r}") from None
     return config
 
@@ -140,3 +140,7 @@ def _flatten(d: dict, prefix: str = "") -> dict:
         else:
             out[f"{prefix}{k}"] = v
     return out
+
+
+def _a(noun: str) -> str:
+    return ("an " if noun[:1] in "aeiou" else "a ") + noun

@@ -33,7 +33,7 @@ def test_overrides_parse_literals_and_nested_keys(tmp_path):
 def test_unknown_key_and_bad_type_are_user_errors():
     with pytest.raises(UserError, match="unknown config key 'lrr'.*known keys: epochs"):
         apply_overrides(_cfg(), {"lrr": "1"})
-    with pytest.raises(UserError, match="expects a int"):
+    with pytest.raises(UserError, match="expects an int"):
         apply_overrides(_cfg(), {"epochs": "'five'"})
     with pytest.raises(UserError, match="unrecognised argument"):
         parse_args(["--epochs=3"], _cfg, "x")

@@ -14,8 +14,9 @@ Resume protocol (the Flax examples' convention):
 2. a complete latest step: restore it, into the caller's state template (and so
    into the caller's sharding);
 3. the latest step cannot be read (corrupt): say so, try the previous one;
-4. the checkpoint does not fit the model (shape mismatch): raise a UserError,
-   delete nothing.
+4. the checkpoint does not fit the model (a parameter missing, extra or of another shape,
+   found from the step's metadata before any array is read): raise a UserError naming
+   it, delete nothing. A fitting step whose restore still fails is case 3.
 `meta` carries what is not an array: the data position (`data_position`, checked
 against the loader on resume by `check_data_position`) and the curves so far.
 """
@@ -62,35 +63,55 @@ class Checkpointer:
         return sorted(self.manager.all_steps())
 
     def restore_latest(self, template):
-        """Return `(state, meta, step)` from the newest readable step, or None if there is none."""
+        """Return `(state, meta, step)` from the newest readable step, or None if there is none.
+
+        Each step's stored tree (parameter paths and shapes, from its metadata) is compared
+        with `template` before any array is read: a mismatch is a UserError naming the first
+        differing parameter (the checkpoint belongs to another model or config); a step whose
+        metadata or arrays cannot be read is corrupt, and the previous step is tried."""
         steps = sorted(self.manager.all_steps(), reverse=True)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
         for i, step in enumerate(steps):
+            try:
+                stored = self._stored_shapes(step)
+            except _UNREADABLE as e:
+                self._fall_back(step, steps[i + 1:], e)
+                continue
+            mismatch = _first_mismatch(stored, abstract)
+            if mismatch is not None:
+                raise UserError(
+                    f"checkpoint step {step} in {self.directory} does not match this model "
+                    f"({mismatch}); use a fresh --workdir or the config it was saved with")
             args = ocp.args.Composite(
                 state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
             )
             try:
                 restored = self.manager.restore(step, args=args)
-            except ValueError as e:
-                if "shape" in str(e).lower() or "structure" in str(e).lower():
-                    raise UserError(
-                        f"checkpoint step {step} in {self.directory} does not match this model "
-                        f"({_first_line(e)}); use a fresh --workdir or the config it was saved "
-                        "with") from None
-                if i + 1 < len(steps):
-                    print(f"Checkpoint step {step} is unreadable ({_first_line(e)}); "
-                          f"falling back to step {steps[i + 1]}.")
-                continue
-            except (OSError, KeyError, FileNotFoundError) as e:
-                if i + 1 < len(steps):
-                    print(f"Checkpoint step {step} is unreadable ({_first_line(e)}); "
-                          f"falling back to step {steps[i + 1]}.")
+            except _UNREADABLE as e:  # the tree fits (checked above): the files are damaged
+                self._fall_back(step, steps[i + 1:], e)
                 continue
             return restored.state, dict(restored.meta), step
         if steps:
             raise UserError(f"no readable checkpoint in {self.directory} (steps {steps}); "
                             "move the directory away to start fresh")
         return None
+
+    def _stored_shapes(self, step: int) -> dict[tuple[str, ...], tuple[int, ...] | None]:
+        """`{parameter path: global shape}` of a step's saved state, from its metadata
+        (`_METADATA` and each array's zarr header; no array data is read)."""
+        handler = ocp.StandardCheckpointHandler()
+        try:
+            metadata = handler.metadata(self.directory / str(step) / "state")
+        finally:
+            handler.close()
+        flat = ocp.tree.to_flat_dict(getattr(metadata, "tree", metadata))
+        return {path: _shape(value) for path, value in flat.items()}
+
+    @staticmethod
+    def _fall_back(step: int, older: list[int], e: Exception) -> None:
+        if older:
+            print(f"Checkpoint step {step} is unreadable ({_first_line(e)}); "
+                  f"falling back to step {older[0]}.")
 
     def wait(self) -> None:
         self.manager.wait_until_finished()
@@ -163,6 +184,43 @@ def check_data_position(meta: dict, loader, step: int, directory) -> None:
         f"{saved.get('epoch')}, batch {saved.get('batch')} of a different loader ({what}); "
         "resuming would not continue the same run: resume with the batch size, data and seed "
         "it was saved with, or use a fresh --workdir")
+
+
+# What reading a damaged step raises (orbax/tensorstore: ValueError, json errors included;
+# missing files: OSError; a truncated tree: KeyError). UserError, a ValueError, is never
+# raised inside the `try`s that catch these.
+_UNREADABLE = (OSError, KeyError, ValueError)
+
+
+def _shape(value) -> tuple[int, ...] | None:
+    shape = getattr(value, "shape", None)
+    if shape is None and isinstance(value, int | float | complex | np.number | np.bool_):
+        shape = ()
+    return None if shape is None else tuple(int(n) for n in shape)
+
+
+def _is_key_array(value) -> bool:
+    dtype = getattr(value, "dtype", None)
+    return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+
+
+def _first_mismatch(stored: dict, abstract) -> str | None:
+    """The first difference between a checkpoint's `{path: shape}` and the template's tree,
+    in words, or None when every parameter is present in both with the same shape."""
+    wanted = ocp.tree.to_flat_dict(abstract)
+    for path, value in wanted.items():
+        name = "/".join(path)
+        if path not in stored:
+            return f"parameter {name} of this model is not in the checkpoint"
+        have, want = stored[path], _shape(value)
+        if have is not None and want is not None and have != want and not _is_key_array(value):
+            return (f"parameter {name} has shape {have} in the checkpoint, "
+                    f"{want} in this model")
+    extra = [path for path in stored if path not in wanted]
+    if extra:
+        more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
+        return f"the checkpoint has parameter {'/'.join(extra[0])}{more}, which this model lacks"
+    return None
 
 
 def _first_line(e: Exception) -> str:
