@@ -3,6 +3,7 @@
     make train                                       # = the line below, embedded data
     python -m experiments.cnn_mnist --workdir runs/cnn_mnist
     python -m experiments.cnn_mnist --workdir runs/fmnist --config.dataset=fashion_mnist
+    python -m experiments.cnn_mnist --workdir runs/x --config.devices=0  # all devices, data mesh
 
 Recipe: resize 28->48, grayscale->3 channels, random rotation +-10 deg, brightness and
 contrast jitter 0.2, normalise (0.1307, 0.3081); Adam lr 1e-3 with coupled weight
@@ -22,7 +23,7 @@ from jaxdl.data import sources, transforms
 from jaxdl.data.loader import ArrayLoader
 from jaxdl.nn import MyNet
 from jaxdl.tasks import classify
-from jaxdl.train import create_train_state, make_optimizer, make_train_step
+from jaxdl.train import create_train_state, make_optimizer, make_train_step, parallel
 from jaxdl.train.loop import compile_step, fit, train_compiler_options
 from jaxdl.train.report import classification_report, make_logits_fn
 
@@ -43,6 +44,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.jitter = 0.2
     c.dropout = 0.5
     c.seed = 0
+    c.devices = 1  # 1: one device; 0: all devices of all processes (batches split); n: first n
+    c.distributed = False  # join a multi-host run (TPU VMs: nothing else to set)
     return c
 
 
@@ -55,6 +58,10 @@ def load_data(config):
 
 
 def main(config, workdir):
+    mesh = None
+    if config.devices != 1 or config.distributed:  # before anything touches a device
+        mesh = parallel.setup_mesh(config.devices, distributed=config.distributed)
+        parallel.check_batch_size(config.batch_size, mesh)
     split = load_data(config)
     train, test = split.train, split.test
     classify.check_labels(train.labels, train.num_classes)
@@ -68,24 +75,36 @@ def main(config, workdir):
     preprocess = transforms.make_preprocess(size=size, augment=config.augment,
                                             degrees=config.rotation_degrees,
                                             brightness=config.jitter, contrast=config.jitter)
-    train_step = compile_step(make_train_step(classify.softmax_cross_entropy, model,
-                                              preprocess=preprocess),
-                              compiler_options=train_compiler_options())
+    step_fn = make_train_step(classify.softmax_cross_entropy, model, preprocess=preprocess)
+    if mesh is None:
+        train_step = compile_step(step_fn, compiler_options=train_compiler_options())
+    else:
+        state = parallel.replicate_state(state, mesh)
+        train_step = parallel.compile_sharded_train_step(
+            step_fn, mesh, compiler_options=train_compiler_options())
     loader = ArrayLoader({"image": train.images, "label": train.labels}, config.batch_size,
-                         seed=config.seed)
+                         seed=config.seed, **parallel.process_shard())
     test_loader = ArrayLoader({"image": test.images, "label": test.labels},
                               config.eval_batch_size, shuffle=False)
 
     t0 = time.perf_counter()
-    state, history = fit(state, train_step, loader, workdir=workdir, epochs=config.epochs)
+    state, history = fit(state, train_step, loader, workdir=workdir, epochs=config.epochs,
+                         **({} if mesh is None else parallel.fit_options(mesh)))
     train_seconds = time.perf_counter() - t0
-    print("\n✅ Training finished.\n")
+    main_process = parallel.is_main_process()
+    if main_process:
+        print("\n✅ Training finished.\n")
+    if mesh is not None:  # evaluate on one device per process; only process 0 writes files
+        state = parallel.local_copy(state)
 
     logits_fn = make_logits_fn(model, preprocess)
     results = classification_report(logits_fn, state, test_loader, num_classes=test.num_classes,
-                                     class_names=test.class_names, workdir=workdir)
-    plots.plot_curves(history, ["loss", "accuracy"], workdir / "curves.png",
-                      title=f"MyNet on {train.name}")
+                                     class_names=test.class_names,
+                                     workdir=workdir if main_process else None,
+                                     verbose=main_process)
+    if main_process:
+        plots.plot_curves(history, ["loss", "accuracy"], workdir / "curves.png",
+                          title=f"MyNet on {train.name}")
     epoch_rows = [r for r in history if not r.get("partial")]
     results.update(
         dataset=train.name, source=train.source, epochs=config.epochs,
@@ -96,8 +115,9 @@ def main(config, workdir):
             sum(r["seconds"] for r in history), 1e-9),
         device=str(jax.devices()[0].device_kind),
     )
-    write_results(workdir, results)
-    print(f"Wrote {workdir / 'results.json'}")
+    if main_process:
+        write_results(workdir, results)
+        print(f"Wrote {workdir / 'results.json'}")
     return results
 
 

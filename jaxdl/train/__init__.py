@@ -13,3 +13,32 @@ __all__ = [
     "make_train_step",
     "reduce_metrics",
 ]
+from jaxdl.train.parallel import (  # noqa: E402
+    check_batch_size,
+    compile_sharded_eval_step,
+    compile_sharded_train_step,
+    data_sharding,
+    fit_options,
+    initialize_distributed,
+    is_main_process,
+    local_copy,
+    make_mesh,
+    make_put_batch,
+    needs_blocking,
+    pmap_eval_step,
+    pmap_train_step,
+    process_shard,
+    replicate_for_pmap,
+    replicate_state,
+    replicated,
+    setup_mesh,
+    shard_batch,
+    split_for_pmap,
+    unreplicate,
+)
+
+__all__ += ["check_batch_size", "compile_sharded_eval_step", "compile_sharded_train_step",
+            "data_sharding", "fit_options", "initialize_distributed", "is_main_process",
+            "local_copy", "make_mesh", "make_put_batch", "needs_blocking", "pmap_eval_step",
+            "pmap_train_step", "process_shard", "replicate_for_pmap", "replicate_state",
+            "replicated", "setup_mesh", "shard_batch", "split_for_pmap", "unreplicate"]
