@@ -1,6 +1,9 @@
 """The README's research-code snippet runs as written."""
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -20,3 +23,17 @@ def test_train_step_snippet_runs(capsys):
     assert int(state.step) == 3
     step, loss = capsys.readouterr().out.split()
     assert step == "3" and 0.0 < float(loss) < 5.0
+
+
+def test_scaling_snippet_runs_on_four_devices(tmp_path):
+    """The "Scaling and TPU VMs" snippet, as written, on 4 fake CPU devices (the device
+    count must be set before jax starts, hence a child process)."""
+    script = tmp_path / "snippet.py"
+    script.write_text(_snippet("### One host, many devices"))
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+           "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                         text=True, timeout=300, cwd=README.parent)
+    assert out.returncode == 0, out.stderr[-2000:]
+    devices, accuracy = out.stdout.split()[-2:]
+    assert devices == "4" and float(accuracy) > 0.8
