@@ -24,7 +24,7 @@ from jaxdl.data.loader import ArrayLoader
 from jaxdl.nn import MyNet
 from jaxdl.tasks import classify
 from jaxdl.train import create_train_state, make_optimizer, make_train_step, parallel
-from jaxdl.train.loop import compile_step, fit, train_compiler_options
+from jaxdl.train.loop import fit, train_compiler_options
 from jaxdl.train.report import classification_report, make_logits_fn
 
 
@@ -58,10 +58,7 @@ def load_data(config):
 
 
 def main(config, workdir):
-    mesh = None
-    if config.devices != 1 or config.distributed:  # before anything touches a device
-        mesh = parallel.setup_mesh(config.devices, distributed=config.distributed)
-        parallel.check_batch_size(config.batch_size, mesh)
+    mesh = parallel.mesh_from_config(config)  # before anything touches a device
     split = load_data(config)
     train, test = split.train, split.test
     classify.check_labels(train.labels, train.num_classes)
@@ -75,13 +72,9 @@ def main(config, workdir):
     preprocess = transforms.make_preprocess(size=size, augment=config.augment,
                                             degrees=config.rotation_degrees,
                                             brightness=config.jitter, contrast=config.jitter)
-    step_fn = make_train_step(classify.softmax_cross_entropy, model, preprocess=preprocess)
-    if mesh is None:
-        train_step = compile_step(step_fn, compiler_options=train_compiler_options())
-    else:
-        state = parallel.replicate_state(state, mesh)
-        train_step = parallel.compile_sharded_train_step(
-            step_fn, mesh, compiler_options=train_compiler_options())
+    state, train_step, fit_kw = parallel.place_training(
+        state, make_train_step(classify.softmax_cross_entropy, model, preprocess=preprocess),
+        mesh, compiler_options=train_compiler_options())
     loader = ArrayLoader({"image": train.images, "label": train.labels}, config.batch_size,
                          seed=config.seed, **parallel.process_shard())
     test_loader = ArrayLoader({"image": test.images, "label": test.labels},
@@ -89,7 +82,7 @@ def main(config, workdir):
 
     t0 = time.perf_counter()
     state, history = fit(state, train_step, loader, workdir=workdir, epochs=config.epochs,
-                         **({} if mesh is None else parallel.fit_options(mesh)))
+                         **fit_kw)
     train_seconds = time.perf_counter() - t0
     main_process = parallel.is_main_process()
     if main_process:

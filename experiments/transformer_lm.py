@@ -23,8 +23,14 @@ from jaxdl.data import text as textdata
 from jaxdl.data.loader import ArrayLoader
 from jaxdl.nn.transformer import DecoderLM
 from jaxdl.tasks import language
-from jaxdl.train import create_train_state, make_eval_step, make_optimizer, make_train_step
-from jaxdl.train.loop import compile_step, evaluate, fit
+from jaxdl.train import (
+    create_train_state,
+    make_eval_step,
+    make_optimizer,
+    make_train_step,
+    parallel,
+)
+from jaxdl.train.loop import evaluate, fit
 from jaxdl.train.optim import make_schedule
 
 
@@ -56,15 +62,19 @@ def get_config() -> ml_collections.ConfigDict:
     c.temperature = 0.8
     c.top_k = 0
     c.seed = 0
+    c.devices = 1  # 1: one device; 0: all devices of all processes (batches split); n: first n
+    c.distributed = False  # join a multi-host run (TPU VMs: nothing else to set)
     return c
 
 
 def main(config, workdir):
+    mesh = parallel.mesh_from_config(config)  # before anything touches a device
     text = textdata.load_text(config.text, config.text_path)
     vocab = textdata.make_vocab("char", text)
     train_ids, val_ids = textdata.train_val_split(vocab.encode(text), config.val_fraction)
     loader = textdata.WindowLoader(train_ids, config.batch_size, config.seq_len,
-                                   batches_per_epoch=config.batches_per_epoch, seed=config.seed)
+                                   batches_per_epoch=config.batches_per_epoch, seed=config.seed,
+                                   **parallel.process_shard())
     val_loader = ArrayLoader({"tokens": textdata.eval_windows(val_ids, config.seq_len,
                                                               config.val_windows)},
                              config.eval_batch_size, shuffle=False)
@@ -85,13 +95,19 @@ def main(config, workdir):
     n_params = sum(x.size for x in jax.tree.leaves(state.params))
     print(f"DecoderLM: {n_params:,} parameters ({n_params - config.seq_len * config.dim:,} "
           "without position embeddings, as nanoGPT counts).")
-    train_step = compile_step(make_train_step(language.next_token_loss, model))
+    state, train_step, fit_kw = parallel.place_training(
+        state, make_train_step(language.next_token_loss, model), mesh)
     t0 = time.perf_counter()
-    state, history = fit(state, train_step, loader, workdir=workdir, num_steps=config.num_steps)
+    state, history = fit(state, train_step, loader, workdir=workdir, num_steps=config.num_steps,
+                         **fit_kw)
     train_seconds = time.perf_counter() - t0
+    if mesh is not None:  # evaluate and sample on one device per process
+        state = parallel.local_copy(state)
+    main_process = parallel.is_main_process()
     val = language.lm_metrics(evaluate(jax.jit(make_eval_step(language.next_token_loss, model)),
                                        state, val_loader))
-    print(f"Validation: loss {val['loss']:.4f} nats/char, {val['bits_per_token']:.3f} bits/char")
+    say = print if main_process else (lambda *a, **k: None)  # logs from process 0 only
+    say(f"Validation: loss {val['loss']:.4f} nats/char, {val['bits_per_token']:.3f} bits/char")
 
     t1 = time.perf_counter()
     sample_ids = language.generate_cached(model, state.params, prompt_ids, config.sample_tokens,
@@ -99,11 +115,12 @@ def main(config, workdir):
                                           temperature=config.temperature, top_k=config.top_k)
     sample_seconds = time.perf_counter() - t1
     sample = vocab.decode(sample_ids)
-    print(f"\nSample ({config.sample_tokens} characters, temperature {config.temperature}):\n"
+    say(f"\nSample ({config.sample_tokens} characters, temperature {config.temperature}):\n"
           f"{config.prompt}{sample}\n")
 
-    plots.plot_curves(history, ["loss"], workdir / "curves.png", xlabel="step",
-                      title="decoder-only Transformer on tiny shakespeare")
+    if main_process:
+        plots.plot_curves(history, ["loss"], workdir / "curves.png", xlabel="step",
+                          title="decoder-only Transformer on tiny shakespeare")
     steady = history[1:] if len(history) > 1 else history  # the first row includes compilation
     results = {
         "dataset": config.text_path or config.text, "num_steps": int(state.step),
@@ -121,7 +138,8 @@ def main(config, workdir):
         "prompt": config.prompt, "sample": sample,
         "device": str(jax.devices()[0].device_kind),
     }
-    write_results(workdir, results)
+    if main_process:
+        write_results(workdir, results)
     return results
 
 

@@ -137,6 +137,28 @@ def setup_mesh(devices: int = 0, *, distributed: bool = False) -> Mesh:
     return make_mesh(devices or None)
 
 
+def mesh_from_config(config) -> Mesh | None:
+    """The mesh an experiment's `devices` / `distributed` keys ask for, or None for the
+    plain one-device path; the batch size is checked against it before anything compiles."""
+    if config.get("devices", 1) == 1 and not config.get("distributed", False):
+        return None
+    mesh = setup_mesh(config.devices, distributed=config.distributed)
+    check_batch_size(config.batch_size, mesh)
+    return mesh
+
+
+def place_training(state, train_step: Callable, mesh: Mesh | None, *,
+                   compiler_options: dict | None = None):
+    """`(state, compiled step, fit keywords)`: one device (`mesh` None) or data-parallel
+    on the mesh, so every experiment takes either path with the same three lines."""
+    if mesh is None:
+        from jaxdl.train.loop import compile_step
+
+        return state, compile_step(train_step, compiler_options=compiler_options), {}
+    step = compile_sharded_train_step(train_step, mesh, compiler_options=compiler_options)
+    return replicate_state(state, mesh), step, fit_options(mesh)
+
+
 def local_copy(tree):
     """A replicated (mesh) pytree -> a plain copy on this process's first device.
 
