@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install train test lint clean
+.PHONY: install train test lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,7 +24,18 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check jaxdl experiments tests
+	$(BIN)/ruff check jaxdl experiments tests benchmarks
+
+## jaxdl vs PyTorch peers, interleaved (~10-15 min on 2 cores; ARGS=--quick for a smoke run).
+## torch==2.13.0 is pinned here because its CPU wheel is on this machine's local disk;
+## elsewhere any recent torch (the `bench` extra: torch>=2.4) works.
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[dev,bench]' 'torch==2.13.0'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks.run $(ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -80,3 +80,20 @@ def test_mynet_uses_pytorch_default_init_bounds():
             assert w.size < 100 or np.abs(w).max() > 0.9 * bound
         # uniform on [-b, b]: standard deviation b / sqrt(3)
         assert np.std(params[name]["kernel"]) == pytest.approx(bound / np.sqrt(3), rel=0.05)
+
+
+def test_max_pool_2x2_gradient_equals_flax_max_pool():
+    """MyNet's pool has a hand-written (faster on CPU) gradient; it must be reduce_window's
+    rule exactly: the first maximum of each window in row-major order gets the gradient,
+    ties included (quantised inputs make many ties)."""
+    import flax.linen as nn
+
+    from jaxdl.nn.cnn import max_pool_2x2
+
+    x = jnp.round(jax.random.uniform(jax.random.PRNGKey(0), (2, 8, 6, 3)) * 3.0)  # ties
+    g = jax.random.normal(jax.random.PRNGKey(1), (2, 4, 3, 3))
+    ref = lambda x: jnp.sum(nn.max_pool(x, (2, 2), strides=(2, 2)) * g)  # noqa: E731
+    ours = lambda x: jnp.sum(max_pool_2x2(x) * g)  # noqa: E731
+    np.testing.assert_array_equal(max_pool_2x2(x), nn.max_pool(x, (2, 2), strides=(2, 2)))
+    np.testing.assert_array_equal(jax.grad(ours)(x), jax.grad(ref)(x))
+    np.testing.assert_array_equal(jax.jit(jax.grad(ours))(x), jax.jit(jax.grad(ref))(x))

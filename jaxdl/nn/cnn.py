@@ -36,6 +36,42 @@ def torch_default_init(fan_in: int) -> dict:
     return {"kernel_init": uniform, "bias_init": uniform}
 
 
+@jax.custom_vjp
+def max_pool_2x2(x: jax.Array) -> jax.Array:
+    """2x2 stride-2 max pool of (B, H, W, C), H and W even: `nn.max_pool`, with a faster grad.
+
+    The forward is flax's (reduce_window, which XLA:CPU runs fastest at inference). The
+    gradient goes to the first maximum of each window in row-major order, exactly as
+    reduce_window's own gradient (and PyTorch's MaxPool2d) does, but as one fused
+    elementwise mask instead of XLA's select-and-scatter, which is slow on CPU: it cuts
+    MyNet's CPU train step by about a fifth (benchmarks/).
+    """
+    return nn.max_pool(x, (2, 2), strides=(2, 2))
+
+
+def _max_pool_2x2_fwd(x):
+    y = max_pool_2x2(x)
+    return y, (x, y)
+
+
+def _max_pool_2x2_bwd(res, g):
+    x, y = res
+    b, h, w, c = x.shape
+    corners = [x[:, i::2, j::2] for i in (0, 1) for j in (0, 1)]  # row-major window order
+    taken = jnp.zeros(y.shape, bool)
+    grads = []
+    for corner in corners:  # the first maximum of each window takes the gradient
+        first = (corner == y) & ~taken
+        taken = taken | first
+        grads.append(jnp.where(first, g, jnp.zeros((), g.dtype)))
+    top = jnp.stack(grads[:2], axis=3)  # (b, h/2, w/2, 2, c): row 0 of each window
+    bottom = jnp.stack(grads[2:], axis=3)
+    return (jnp.stack([top, bottom], axis=2).reshape(b, h, w, c),)
+
+
+max_pool_2x2.defvjp(_max_pool_2x2_fwd, _max_pool_2x2_bwd)
+
+
 class MyNet(nn.Module):
     """The reference CNN (3x48x48 input); dropout is active only when `train=True`."""
 
@@ -51,9 +87,9 @@ class MyNet(nn.Module):
             c_out, (3, 3), padding=PAD1, name=name, **init(9 * c_in))
         x = nn.relu(conv(3, 32, "conv1")(x))  # (B, 48, 48, 32)
         x = nn.relu(conv(32, 64, "conv2")(x))  # (B, 48, 48, 64)
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))  # (B, 24, 24, 64)
+        x = max_pool_2x2(x)  # (B, 24, 24, 64)
         x = nn.relu(conv(64, 128, "conv3")(x))  # (B, 24, 24, 128)
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))  # (B, 12, 12, 128)
+        x = max_pool_2x2(x)  # (B, 12, 12, 128)
         x = x.reshape((x.shape[0], -1))  # (B, 18432), flattened (H, W, C)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
         x = nn.relu(nn.Dense(512, name="fc1", **init(18432))(x))

@@ -138,11 +138,15 @@ class MlpBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool = False):
+        # On (tokens, dim) rather than (batch, time, dim): the same maths, but XLA:CPU then
+        # computes the weight gradients without a slow transposing fusion (the decoder LM's
+        # CPU train step is about 1.4x faster; benchmarks/).
+        y = x.reshape(-1, x.shape[-1])
         y = nn.gelu(nn.Dense(self.hidden, use_bias=self.use_bias, kernel_init=self.kernel_init,
-                             name="fc")(x), approximate=False)  # exact, as torch's nn.GELU
+                             name="fc")(y), approximate=False)  # exact, as torch's nn.GELU
         y = nn.Dense(x.shape[-1], use_bias=self.use_bias,
                      kernel_init=self.out_init or self.kernel_init, name="proj")(y)
-        return nn.Dropout(self.dropout)(y, deterministic=not train)
+        return nn.Dropout(self.dropout)(y.reshape(x.shape), deterministic=not train)
 
 
 class Block(nn.Module):

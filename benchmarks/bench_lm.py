@@ -1,0 +1,229 @@
+"""jaxdl's decoder LM vs a nanoGPT-style PyTorch GPT of the same shape, on this CPU.
+
+    python -m benchmarks.bench_lm [--quick]
+
+The shape is experiments/transformer_lm's default (nanoGPT's CPU `shakespeare_char` run):
+4 layers, 4 heads, 128 wide, context 64, batch 12, no biases, tied embeddings, AdamW with
+warmup + cosine, weight decay on matrices, gradient clipping 1.0. Same character windows
+of tiny shakespeare on both sides.
+
+Cases (each side in its own process, interleaved A B A B after warm-up):
+  train             train steps (tokens/s = batch x context per step)
+  generate          sampling 300 characters after "ROMEO:" (temperature 0.8, batch 1):
+                    jaxdl's `generate_cached` vs the peer's KV-cached generation with the
+                    same sliding window (both refill the cache from the newest half)
+  generate_nocache  (peer only) nanoGPT's own `generate`: no cache, the cropped window is
+                    recomputed for every token
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+LAYERS, HEADS, DIM, CONTEXT, BATCH = 4, 4, 128, 64, 12
+PROMPT, GEN_TOKENS, TEMPERATURE = "ROMEO:", 300, 0.8
+TOTAL_STEPS, WARMUP_STEPS = 2000, 100
+
+
+def config(quick: bool = False) -> dict:
+    if quick:
+        return {"train_steps": 10, "gen_tokens": 60, "warmup": 2, "reps": 2}
+    return {"train_steps": 40, "gen_tokens": GEN_TOKENS, "warmup": 5, "reps": 5}
+
+
+def data(num_batches: int = 8):
+    """(vocabulary size, prompt ids, token windows (num_batches, BATCH, CONTEXT + 1))."""
+    from jaxdl.data import text as textdata  # numpy only; no JAX computation
+
+    text = textdata.load_text("tinyshakespeare")
+    vocab = textdata.make_vocab("char", text)
+    train_ids, _ = textdata.train_val_split(vocab.encode(text), 0.1)
+    loader = textdata.WindowLoader(train_ids, BATCH, CONTEXT, batches_per_epoch=num_batches)
+    windows = np.stack([b["tokens"] for b in loader.epoch(0)]).astype(np.int32)
+    return len(vocab), np.asarray(vocab.encode(PROMPT), np.int32), windows
+
+
+# ------------------------------------------------------------------------------ jaxdl
+class _Jax:
+    def __init__(self, cfg: dict):
+        import jax
+
+        self.jax, self.cfg = jax, cfg
+
+    def _model_and_state(self):
+        import jax.numpy as jnp
+
+        from jaxdl.nn.transformer import DecoderLM
+        from jaxdl.train import create_train_state, make_optimizer
+        from jaxdl.train.optim import make_schedule
+
+        self.vocab, self.prompt, self.windows = data()
+        model = DecoderLM(self.vocab, num_layers=LAYERS, num_heads=HEADS, dim=DIM,
+                          max_len=CONTEXT, dropout=0.0, use_bias=False, positional="learned")
+        lr = make_schedule(1e-3, "warmup_cosine", total_steps=TOTAL_STEPS,
+                           warmup_steps=WARMUP_STEPS, min_learning_rate=1e-4)
+        tx = make_optimizer("adamw", lr, 0.1, b2=0.99, grad_clip_norm=1.0,
+                            decay_matrices_only=True)
+        state = create_train_state(model, tx, self.jax.random.PRNGKey(0),
+                                   jnp.zeros((1, CONTEXT), jnp.int32))
+        return model, state
+
+
+class JaxTrain(_Jax):
+    def setup(self) -> dict:
+        import jax.numpy as jnp
+
+        from jaxdl.tasks import language
+        from jaxdl.train import make_train_step
+        from jaxdl.train.loop import compile_step
+
+        model, self.state = self._model_and_state()
+        self.batches = [{"tokens": jnp.asarray(w)} for w in self.windows]
+        self.step = compile_step(make_train_step(language.next_token_loss, model),
+                                 compiler_options=self.cfg.get("jax_lm_options"))
+        self.i = 0
+        first = self._steps(1)
+        for _ in range(self.cfg["warmup"]):
+            steady = self._steps(1)
+        return {"first_step_s": first, "steady_step_s": steady, "compile_s": first - steady,
+                "params": int(sum(x.size for x in self.jax.tree.leaves(self.state.params)))}
+
+    def _steps(self, n: int) -> float:
+        t = time.perf_counter()
+        for _ in range(n):
+            self.state, metrics = self.step(self.state, self.batches[self.i % len(self.batches)])
+            self.i += 1
+        self.jax.block_until_ready((self.state, metrics))
+        return time.perf_counter() - t
+
+    def run(self) -> dict:
+        n = self.cfg["train_steps"]
+        return {"seconds": self._steps(n), "items": n * BATCH * CONTEXT}
+
+
+class JaxGenerate(_Jax):
+    def setup(self) -> dict:
+        model, state = self._model_and_state()
+        self.model, self.params = model, state.params
+        self.key = self.jax.random.PRNGKey(1)
+        t = time.perf_counter()
+        self._generate()  # compiles the prefill and the decode scans
+        return {"first_step_s": time.perf_counter() - t}
+
+    def _generate(self):
+        from jaxdl.tasks import language
+
+        self.key, key = self.jax.random.split(self.key)
+        return np.asarray(language.generate_cached(self.model, self.params, self.prompt,
+                                                   self.cfg["gen_tokens"], key,
+                                                   temperature=TEMPERATURE))
+
+    def run(self) -> dict:
+        t = time.perf_counter()
+        self._generate()
+        return {"seconds": time.perf_counter() - t, "items": self.cfg["gen_tokens"]}
+
+
+# ------------------------------------------------------------------------------ torch
+class _Torch:
+    def __init__(self, cfg: dict):
+        import torch
+
+        from benchmarks import torch_peers
+
+        self.torch, self.peers, self.cfg = torch, torch_peers, cfg
+        torch.manual_seed(0)
+        self.vocab, self.prompt, self.windows = data()
+        self.model = torch_peers.GPTPeer(self.vocab, LAYERS, HEADS, DIM, CONTEXT, bias=False)
+
+
+class TorchTrain(_Torch):
+    def setup(self) -> dict:
+        self.model.train()
+        self.step = self.peers.make_gpt_trainer(self.model, total=TOTAL_STEPS,
+                                                warmup=WARMUP_STEPS)
+        w = self.torch.from_numpy(self.windows.astype(np.int64))
+        self.batches = [(b[:, :-1].contiguous(), b[:, 1:].contiguous()) for b in w]
+        self.i = 0
+        first = self._steps(1)
+        for _ in range(self.cfg["warmup"]):
+            steady = self._steps(1)
+        return {"first_step_s": first, "steady_step_s": steady,
+                "params": sum(p.numel() for p in self.model.parameters()),
+                "threads": self.torch.get_num_threads()}
+
+    def _steps(self, n: int) -> float:
+        t = time.perf_counter()
+        for _ in range(n):
+            self.step(*self.batches[self.i % len(self.batches)])
+            self.i += 1
+        return time.perf_counter() - t
+
+    def run(self) -> dict:
+        n = self.cfg["train_steps"]
+        return {"seconds": self._steps(n), "items": n * BATCH * CONTEXT}
+
+
+class TorchGenerate(_Torch):
+    cached = True
+
+    def setup(self) -> dict:
+        self.model.eval()
+        self.idx = self.torch.from_numpy(self.prompt.astype(np.int64))[None]
+        t = time.perf_counter()
+        self._generate()
+        return {"first_step_s": time.perf_counter() - t}
+
+    def _generate(self):
+        return self.model.generate(self.idx, self.cfg["gen_tokens"], TEMPERATURE,
+                                   cached=self.cached)
+
+    def run(self) -> dict:
+        t = time.perf_counter()
+        self._generate()
+        return {"seconds": time.perf_counter() - t, "items": self.cfg["gen_tokens"]}
+
+
+class TorchGenerateNoCache(TorchGenerate):
+    cached = False
+
+
+CASES = {
+    "train": (JaxTrain, TorchTrain),
+    "generate": (JaxGenerate, TorchGenerate),
+    "generate_nocache": (None, TorchGenerateNoCache),
+}
+
+
+def run(quick: bool = False, say=print, log=None, extra_cfg: dict | None = None) -> dict:
+    """Run every LM case; returns the figures (see `benchmarks.run` for the table)."""
+    from benchmarks.harness import Pair
+
+    cfg = {**config(quick), **(extra_cfg or {})}
+    say(f"decoder LM benchmarks ({'quick' if quick else 'full'})")
+    pair = Pair("benchmarks.bench_lm", cfg, log)
+    try:
+        res = {name: pair.run_case(name, cfg["reps"], say=say) for name in CASES}
+    finally:
+        closing = pair.close()
+    out = {}
+    for name in ("train", "generate"):
+        r = res[name]
+        out[name] = {"jaxdl": r.median("jaxdl"), "torch": r.median("torch"), "ratio": r.ratio(),
+                     "setup": r.setup, "runs": r.runs}
+    out["generate_nocache"] = {"torch": res["generate_nocache"].median("torch")}
+    out["peak_rss_mb"] = {s: closing[s]["peak_rss_mb"] for s in ("jaxdl", "torch")}
+    out["cfg"] = cfg
+    return out
+
+
+if __name__ == "__main__":
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="a short smoke run")
+    args = p.parse_args()
+    print(json.dumps(run(args.quick), indent=1, default=str))
