@@ -5,8 +5,8 @@
 Overrides are parsed as Python literals (`1e-3`, `True`, `(64, 64)`), else taken as
 strings; a key the config lacks is a one-line error listing the keys it has.
 `run_experiment` turns any `UserError` into that one line on stderr and exit status 2
-(a diverged loss, `jaxdl.train.loop.NonFiniteLoss`, is one). A preempted run
-(`jaxdl.train.loop.Preempted`, raised by `fit` after it saved a checkpoint) is a
+(a diverged loss, `jaxdl.train.guards.NonFiniteLoss`, is one). A preempted run
+(`jaxdl.train.guards.Preempted`, raised by `fit` after it saved a checkpoint) is a
 `SystemExit` with status 0: it passes through, so the process exits 0 and the scheduler
 can restart the same command, which resumes.
 """

@@ -9,11 +9,11 @@ from golden_gpt import GOLDEN as GOLDEN_GPT
 from golden_gpt import RECIPE as GPT_RECIPE
 
 from jaxdl.errors import UserError
+from jaxdl.nn import decoder_lm_params_from_nanogpt
 from jaxdl.nn.transformer import (
     DecoderLM,
     EncoderDecoder,
     PositionalEncoding,
-    decoder_lm_params_from_nanogpt,
     init_cache,
     sinusoidal_table,
 )

@@ -7,11 +7,11 @@ MyNet is the reference primer's PyTorch `MY_NET`, layer for layer, on NHWC input
     -dropout 0.5-> fc 512, relu -dropout 0.5-> fc num_classes (logits)
 
 Parameters: conv1 896, conv2 18,496, conv3 73,856, fc1 9,437,696, fc2 5,130 (10 classes).
-`mynet_params_from_torch` converts the reference's PyTorch weights, so the same
-numbers can be checked on both sides.
+`jaxdl.nn.torch_weights.mynet_params_from_torch` converts the reference's PyTorch
+weights, so the same numbers can be checked on both sides.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -133,27 +133,3 @@ class ConvNet(nn.Module):
             x = nn.relu(nn.Dense(width, name=f"fc{i + 1}")(x))
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
         return nn.Dense(self.num_classes, name="head")(x)
-
-
-def mynet_params_from_torch(state_dict: Mapping[str, np.ndarray]) -> dict:
-    """Convert the reference `MY_NET.state_dict()` (as numpy arrays) into MyNet params.
-
-    conv weights OIHW -> HWIO; linear weights (out, in) -> (in, out); and fc1's
-    input axis re-ordered, because PyTorch flattens (C=128, H=12, W=12) while
-    NHWC flattens (H, W, C).
-    """
-    sd = {k: np.asarray(v, np.float32) for k, v in state_dict.items()}
-    missing = [k for k in ("conv1.weight", "conv2.weight", "conv3.weight", "fc1.weight",
-                           "fc2.weight") if k not in sd]
-    if missing:
-        raise ValueError(f"state_dict lacks {missing}; pass MY_NET().state_dict() as numpy")
-    params = {}
-    for name in ("conv1", "conv2", "conv3"):
-        params[name] = {"kernel": sd[f"{name}.weight"].transpose(2, 3, 1, 0),
-                        "bias": sd[f"{name}.bias"]}
-    fc1 = sd["fc1.weight"]  # (512, 128*12*12) indexed (c, h, w)
-    out = fc1.shape[0]
-    params["fc1"] = {"kernel": fc1.reshape(out, 128, 12, 12).transpose(2, 3, 1, 0).reshape(-1, out),
-                     "bias": sd["fc1.bias"]}
-    params["fc2"] = {"kernel": sd["fc2.weight"].T, "bias": sd["fc2.bias"]}
-    return params

@@ -23,9 +23,6 @@ non-finite state and none is written after the divergence: the last good one is 
 """
 
 import json
-import os
-import signal
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,11 +30,12 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
-from jaxdl.errors import UserError
 from jaxdl.train.checkpoint import Checkpointer, check_data_position, data_position
+from jaxdl.train.guards import FiniteGuard, NonFiniteLoss, Preempted, PreemptionWatch
+
+__all__ = ["NonFiniteLoss", "Preempted", "compile_step", "evaluate", "fit", "predict"]
 from jaxdl.train.step import reduce_metrics
 
 # XLA:CPU's YNNPACK fusions slow the CNN's backward pass; without them the train step
@@ -85,133 +83,6 @@ def _add(total, metrics):
     return metrics if total is None else jax.tree.map(jnp.add, total, metrics)
 
 
-class Preempted(SystemExit):
-    """fit() was told to stop (SIGTERM or a multi-host preemption notice) and saved a
-    checkpoint at `step`; exit status 0, so an uncaught one ends the process cleanly and a
-    rerun of the same command resumes from that step."""
-
-    def __init__(self, step: int, directory):
-        super().__init__(0)
-        self.step, self.directory = int(step), str(directory)
-
-    def __str__(self) -> str:
-        return (f"preempted at step {self.step}; checkpoint saved in {self.directory}; "
-                "run the same command again to resume")
-
-
-class NonFiniteLoss(UserError):
-    """The loss (or the train state) became nan or inf; nothing from that step on is saved."""
-
-    def __init__(self, message: str, step: int):
-        super().__init__(message)
-        self.step = int(step)
-
-
-class _PreemptionWatch:
-    """Was a preemption notice received? Single process: a SIGTERM handler that sets a flag
-    (the previous handler is restored on exit). After `jax.distributed.initialize`, JAX's
-    own notifier catches SIGTERM and `reached_preemption_sync_point(step)`, asked by every
-    process at every step, says when all of them have reached the same step to save at."""
-
-    def __init__(self):
-        self.received = False
-        self.distributed = jax.process_count() > 1 or jax.distributed.is_initialized()
-        self._installed, self._previous = False, None
-
-    def __enter__(self):
-        if not self.distributed and threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
-            self._installed = True
-        return self
-
-    def __exit__(self, *exc):
-        if self._installed:
-            signal.signal(signal.SIGTERM,
-                          signal.SIG_DFL if self._previous is None else self._previous)
-            self._installed = False
-        return False
-
-    def _on_sigterm(self, signum, frame):
-        if self.received:  # a second SIGTERM: stop waiting for the step boundary
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
-        self.received = True
-
-    def reached(self, step: int) -> bool:
-        if self.received:
-            return True
-        if self.distributed:
-            try:
-                if multihost_utils.reached_preemption_sync_point(int(step)):
-                    self.received = True
-            except RuntimeError:  # the preemption service is disabled in this process
-                self.distributed = False
-        return self.received
-
-
-@jax.jit
-def _all_finite(leaves):
-    checks = [jnp.all(jnp.isfinite(x)) for x in leaves]
-    return jnp.all(jnp.stack(checks)) if checks else jnp.array(True)
-
-
-def _non_finite(metrics: dict) -> str | None:
-    """'nan' or 'inf' if the step's loss (its `loss_sum`, else any float metric) is not finite."""
-    values = [metrics["loss_sum"]] if "loss_sum" in metrics else jax.tree.leaves(metrics)
-    for v in values:
-        a = np.asarray(v)
-        if np.issubdtype(a.dtype, np.inexact) and not np.all(np.isfinite(a)):
-            return "nan" if np.any(np.isnan(a)) else "inf"
-    return None
-
-
-class _Guard:
-    """Saves only finite states. Per-step metrics wait (on device, unfetched) until the next
-    check, which fetches them all with one host sync and names the first non-finite step."""
-
-    def __init__(self, ckpt: Checkpointer, last_saved: int | None):
-        self.ckpt, self.last_saved, self.pending = ckpt, last_saved, []
-
-    def add(self, step: int, metrics: dict) -> None:
-        self.pending.append((step, metrics))
-
-    def check(self) -> float | None:
-        """Raise NonFiniteLoss on a non-finite pending loss; the newest step's mean loss."""
-        if not self.pending:
-            return None
-        steps = [s for s, _ in self.pending]
-        values = jax.device_get([m for _, m in self.pending])
-        self.pending = []
-        for step, m in zip(steps, values, strict=True):
-            bad = _non_finite(m)
-            if bad is not None:
-                self.fail(f"loss became {bad} at step {step}", step)
-        last = values[-1]
-        if "loss_sum" not in last:
-            return None
-        return float(last["loss_sum"]) / max(float(last.get("count", 1.0)), 1.0)
-
-    def save(self, step: int, state, meta: dict) -> None:
-        self.check()
-        if step == self.last_saved:
-            return
-        floats = [x for x in jax.tree.leaves(state)
-                  if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
-        if not bool(jax.device_get(_all_finite(floats))):
-            self.fail(f"the parameters became nan or inf by step {step} (the loss was "
-                      "still finite)", step)
-        self.ckpt.save(step, state, meta)
-        self.last_saved = step
-
-    def fail(self, what: str, step: int):
-        kept = (f"the last good checkpoint, step {self.last_saved}, is kept in "
-                f"{self.ckpt.directory} and a rerun resumes from it" if self.last_saved
-                else "no checkpoint was saved")
-        raise NonFiniteLoss(
-            f"{what}; lower the learning rate (--config.learning_rate), clip gradients or check "
-            f"the data for nan/inf; nothing from step {step} on was saved: {kept}", step)
-
-
 def _sums_to_json(sums) -> dict:
     out = {}
     for key, value in jax.device_get(sums).items():
@@ -246,7 +117,7 @@ def fit(state, train_step: Callable, loader, *, workdir: str | Path, epochs: int
     check_every = max(int(check_every), 1)
     workdir = Path(workdir)
     is_main = jax.process_index() == 0
-    watch = _PreemptionWatch()
+    watch = PreemptionWatch()
     with watch:
         ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=max_to_keep, cleanup=True)
         try:
@@ -280,7 +151,7 @@ def _fit(state, train_step, loader, ckpt, watch, *, workdir, total, checkpoint_e
         _say(verbose and is_main, f"Resuming from checkpoint step {step} in {ckpt.directory} "
                                   f"(epoch {pos.epoch + 1}, batch {pos.batch}).")
     step = int(jax.device_get(state.step))
-    guard = _Guard(ckpt, step if restored is not None else None)
+    guard = FiniteGuard(ckpt, step if restored is not None else None)
 
     def meta(step, sums=None, seconds=0.0):
         # copies: orbax may serialise the JSON in its background thread, after more appends
