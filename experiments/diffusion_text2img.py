@@ -44,7 +44,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.dataset = "auto"  # auto: fashion_mnist if its IDX files are installed, else mnist_5k
     c.data_dir = ""
     c.image_size = 32  # 28x28 padded with black to 32x32, scaled to [-1, 1]
-    c.text_level = "char"  # char | word
+    c.text_level = "word"  # word | char: at 1000 steps, 37% vs 17% grid prompt accuracy (README)
     c.max_prompt_len = 64  # BOS + up to 63 characters
     c.prompt_shift = 0.5  # P(prompt moved to a random position) in training
     c.text_layers, c.text_heads, c.text_dim = 2, 4, 64

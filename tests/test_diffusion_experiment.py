@@ -104,9 +104,9 @@ def test_cli_sample_writes_png_and_rejects_bad_prompts(tiny_run, tmp_path, capsy
     assert cli.main(argv) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "wrote 4 samples" in capsys.readouterr().out
-    assert cli.main([*argv[:4], "a handwritten 7!", *argv[5:]]) == 2
+    assert cli.main([*argv[:4], "seven " * 70, *argv[5:]]) == 2  # word level (the default)
     err = capsys.readouterr().err
-    assert "characters '!'" in err and "use only letters" in err
+    assert "has 70 word tokens" in err and "shorten the prompt" in err
     assert cli.main(["sample", "--workdir", str(tmp_path), "--num", "2"]) == 2
     assert "config.json not found" in capsys.readouterr().err
 
