@@ -405,10 +405,6 @@ def run(quick: bool = False, say=print, log=None, extra_cfg: dict | None = None)
 
 
 if __name__ == "__main__":
-    import argparse
-    import json
+    from benchmarks import harness
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="a short smoke run")
-    args = p.parse_args()
-    print(json.dumps(run(args.quick), indent=1, default=str))
+    harness.main(run, __doc__)

@@ -176,3 +176,13 @@ def _check(reply: dict, side: str, name: str) -> None:
 
 if __name__ == "__main__":
     worker_main(sys.argv[1:])
+
+
+def main(run, doc: str) -> None:
+    """Command line of one benchmark group: `python -m benchmarks.bench_X [--quick]`."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="a short smoke run")
+    args = p.parse_args()
+    print(json.dumps(run(args.quick), indent=1, default=str))
