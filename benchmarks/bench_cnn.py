@@ -113,11 +113,15 @@ class _Jax:
         return time.perf_counter() - t
 
 
+def _train_steps(cfg: dict, batch: int) -> int:
+    """Timed steps per repetition: the batch-64 count for small batches, else batch 256's."""
+    return cfg["steps_b64"] if batch <= 64 else cfg["steps_b256"]
+
+
 class JaxTrain(_Jax):
     def __init__(self, cfg: dict, batch: int):
         super().__init__(cfg)
-        self.batch_size = batch
-        self.steps = cfg["steps_b64"] if batch <= 64 else cfg["steps_b256"]
+        self.batch_size, self.steps = batch, _train_steps(cfg, batch)
 
     def setup(self) -> dict:
         import jax.numpy as jnp
@@ -262,8 +266,7 @@ class _Torch:
 class TorchTrain(_Torch):
     def __init__(self, cfg: dict, batch: int):
         super().__init__(cfg)
-        self.batch_size = batch
-        self.steps = cfg["steps_b64"] if batch <= 64 else cfg["steps_b256"]
+        self.batch_size, self.steps = batch, _train_steps(cfg, batch)
 
     def setup(self) -> dict:
         model = self._model()
