@@ -21,6 +21,7 @@ written to `samples.png`. At the end, `results.json` gets:
 Results (2-core CPU): see the README's results table.
 """
 
+import json
 import time
 
 import jax
@@ -151,22 +152,28 @@ def main(config, workdir):
     classifier, cls_vars, cls_acc = train_classifier(train, test, workdir, config)
     feature_fn = fid.make_feature_fn(classifier)
 
-    t_train, evals, history, done = 0.0, [], [], int(state.step)
+    t_train, history, done = 0.0, [], int(state.step)
     targets = list(range(config.eval_every, config.num_steps, config.eval_every))
     for target in [*targets, config.num_steps]:
         t0 = time.perf_counter()
         state, history = fit(state, step, loader, workdir=workdir, num_steps=target,
                              checkpoint_every=config.checkpoint_every)
         t_train += time.perf_counter() - t0
+        if int(state.step) != target:  # resumed past this point: evaluated before the restart
+            continue
         images = diffusion.generate(sample_fn, state.ema_params, grid_tokens,
                                     jax.random.PRNGKey(config.seed), config.guidance,
                                     batch)
         acc = float(np.mean(fid.features(feature_fn, cls_vars, images)[0].argmax(-1)
                             == grid_labels))
         plots.plot_image_grid(images, workdir / "samples.png", nrow=len(names), row_labels=names)
-        evals.append({"step": target, "grid_prompt_accuracy": acc})
+        record = {"step": target, "grid_prompt_accuracy": acc}
+        with open(workdir / "evaluations.jsonl", "a") as f:  # kept across resumes
+            f.write(json.dumps(record) + "\n")
         print(f"step {target}: prompt accuracy of the {len(images)}-image grid {100 * acc:.1f}%")
         done = target
+    evals = {e["step"]: e for e in map(json.loads, (workdir / "evaluations.jsonl").open())}
+    evals = [evals[k] for k in sorted(evals)]  # one per step, the latest
     steps_per_second = sum(r["count"] for r in history) / config.batch_size / max(
         sum(r["seconds"] for r in history), 1e-9)
 

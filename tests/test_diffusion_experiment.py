@@ -2,6 +2,7 @@
 `jaxdl sample` from the workdir it leaves (embedded mnist_5k only)."""
 
 import json
+import shutil
 
 import jax
 import numpy as np
@@ -82,6 +83,15 @@ def test_tiny_run_writes_results_and_grid(tiny_run):
     assert set(saved["prompt_accuracy_per_class"]) == set(prompts.DIGIT_WORDS)
     assert (tiny_run / "samples.png").stat().st_size > 1000
     assert json.loads((tiny_run / "config.json").read_text())["dataset"] == "mnist_5k"
+
+
+def test_resumed_run_keeps_earlier_evaluations_and_evaluates_only_new_steps(tiny_run, tmp_path):
+    workdir = tmp_path / "resumed"
+    shutil.copytree(tiny_run, workdir)
+    config = apply_overrides(diffusion_text2img.get_config(), {**TINY, "num_steps": "24"})
+    results = diffusion_text2img.main(config, workdir)
+    assert [e["step"] for e in results["evaluations"]] == [12, 24]
+    assert results["num_steps"] == 24
 
 
 def test_guidance_zero_equals_unconditional_on_the_trained_model(tiny_run):
