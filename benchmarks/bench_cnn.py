@@ -97,10 +97,9 @@ class _Jax:
     def _train_step(self, model, preprocess=None):
         from jaxdl.tasks import classify
         from jaxdl.train import make_train_step
-        from jaxdl.train.loop import compile_step, train_compiler_options
+        from jaxdl.train.loop import compile_step
 
-        options = self.cfg.get("jax_train_options")
-        options = train_compiler_options() if options is None else options
+        options = self.cfg.get("jax_train_options", "auto")
         return compile_step(make_train_step(classify.softmax_cross_entropy, model,
                                             preprocess=preprocess),
                             compiler_options=options)

@@ -82,7 +82,7 @@ class JaxTrain(_Jax):
         model, self.state = self._model_and_state()
         self.batches = [{"tokens": jnp.asarray(w)} for w in self.windows]
         self.step = compile_step(make_train_step(language.next_token_loss, model),
-                                 compiler_options=self.cfg.get("jax_lm_options"))
+                                 compiler_options=self.cfg.get("jax_lm_options", "auto"))
         self.i = 0
         first = self._steps(1)
         for _ in range(self.cfg["warmup"]):

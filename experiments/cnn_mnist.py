@@ -24,7 +24,7 @@ from jaxdl.data.loader import ArrayLoader
 from jaxdl.nn import MyNet
 from jaxdl.tasks import classify
 from jaxdl.train import create_train_state, make_optimizer, make_train_step, parallel
-from jaxdl.train.loop import fit, train_compiler_options
+from jaxdl.train.loop import fit
 from jaxdl.train.report import classification_report, make_logits_fn
 
 
@@ -74,7 +74,7 @@ def main(config, workdir):
                                             brightness=config.jitter, contrast=config.jitter)
     state, train_step, fit_kw = parallel.place_training(
         state, make_train_step(classify.softmax_cross_entropy, model, preprocess=preprocess),
-        mesh, compiler_options=train_compiler_options())
+        mesh)
     loader = ArrayLoader({"image": train.images, "label": train.labels}, config.batch_size,
                          seed=config.seed, **parallel.process_shard())
     test_loader = ArrayLoader({"image": test.images, "label": test.labels},

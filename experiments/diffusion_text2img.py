@@ -69,7 +69,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.weight_decay = 0.0
     c.grad_clip = 1.0
     c.ema_decay = 0.995
-    c.guidance = 3.0  # w: 1 = conditional, 0 = unconditional
+    c.guidance = 5.0  # w (1: conditional, 0: unconditional); 3 -> 5: 90.4% -> 94.6% (README)
     c.eval_sampler = "ddim"
     c.eval_steps = 25
     c.eval_eta = 0.0
@@ -167,7 +167,7 @@ def main(config, workdir):
         acc = float(np.mean(fid.features(feature_fn, cls_vars, images)[0].argmax(-1)
                             == grid_labels))
         plots.plot_image_grid(images, workdir / "samples.png", nrow=len(names), row_labels=names)
-        record = {"step": target, "grid_prompt_accuracy": acc}
+        record = {"step": target, "grid_prompt_accuracy": acc, "guidance": config.guidance}
         with open(workdir / "evaluations.jsonl", "a") as f:  # kept across resumes
             f.write(json.dumps(record) + "\n")
         print(f"step {target}: prompt accuracy of the {len(images)}-image grid {100 * acc:.1f}%")

@@ -109,7 +109,8 @@ def train_one(config, problem: dict, activation: str, workdir):
                                jnp.zeros((1, n_in), jnp.float32))
     loss_fn = LOSSES[problem["kind"]]
     train_step = compile_step(make_train_step(loss_fn, model))
-    eval_step = compile_step(make_eval_step(loss_fn, model), donate=False)
+    eval_step = compile_step(make_eval_step(loss_fn, model), donate=False,
+                             compiler_options=None)
     loader = ArrayLoader(problem["train"], config.batch_size, seed=config.seed)
     # Never a batch larger than the split: ArrayLoader pads a short batch only from one copy
     # of the data, so a batch over twice the split's size would come out short.

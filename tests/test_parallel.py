@@ -144,7 +144,7 @@ def _child_jit(family: str, out: Path):
     else:
         model, state0, loader, loss = _lm_setup(dropout=0.1)
         pre = None
-    options = train_compiler_options()  # the CPU train path fit uses (YNN fusion off)
+    options = train_compiler_options()  # the CPU train path fit uses (YNN dots and reductions only)
     batches = _batches(loader, STEPS)
     step_fn = make_train_step(loss, model, preprocess=pre)
     state1, m1 = _run(compile_step(step_fn, compiler_options=options), _copy(state0), batches)

@@ -148,7 +148,7 @@ def mesh_from_config(config) -> Mesh | None:
 
 
 def place_training(state, train_step: Callable, mesh: Mesh | None, *,
-                   compiler_options: dict | None = None):
+                   compiler_options: dict | str | None = "auto"):
     """`(state, compiled step, fit keywords)`: one device (`mesh` None) or data-parallel
     on the mesh, so every experiment takes either path with the same three lines."""
     if mesh is None:
@@ -245,7 +245,7 @@ def fit_options(mesh: Mesh) -> dict:
 
 
 def compile_sharded_train_step(train_step: Callable, mesh: Mesh, *,
-                               compiler_options: dict | None = None) -> Callable:
+                               compiler_options: dict | str | None = "auto") -> Callable:
     """jit `train_step(state, batch) -> (state, metrics)` over the mesh.
 
     State in and out replicated (its buffers donated), batch split along `data`, metrics
