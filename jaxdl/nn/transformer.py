@@ -94,9 +94,12 @@ class MultiHeadAttention(nn.Module):
         head = (self.num_heads, dim // self.num_heads)
         dense = lambda name, init=self.kernel_init: nn.DenseGeneral(  # noqa: E731
             head, use_bias=self.use_bias, kernel_init=init, name=name)
-        q = dense("query")(q_in)  # (batch, q_len, heads, head_dim)
-        k = dense("key")(kv_in)  # (batch, k_len, heads, head_dim)
-        v = dense("value")(kv_in)
+        # Projections on (tokens, dim) rows, as in MlpBlock: the same maths and parameters,
+        # but XLA:CPU computes their weight gradients without transposing fusions.
+        rows = lambda x: x.reshape(-1, dim)  # noqa: E731
+        q = dense("query")(rows(q_in)).reshape(*q_in.shape[:-1], *head)  # (b, q_len, h, d)
+        k = dense("key")(rows(kv_in)).reshape(*kv_in.shape[:-1], *head)  # (b, k_len, h, d)
+        v = dense("value")(rows(kv_in)).reshape(*kv_in.shape[:-1], *head)
         if decode:
             k, v, mask = self._cached(k, v)
         logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(head[1]).astype(q.dtype)
@@ -107,7 +110,8 @@ class MultiHeadAttention(nn.Module):
         weights = nn.Dropout(self.dropout)(weights, deterministic=not train)
         out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
         return nn.DenseGeneral(dim, axis=(-2, -1), use_bias=self.use_bias,
-                               kernel_init=self.out_init or self.kernel_init, name="out")(out)
+                               kernel_init=self.out_init or self.kernel_init, name="out")(
+            out.reshape(-1, *head)).reshape(q_in.shape)
 
     def _cached(self, k, v):
         """Write this call's keys/values at the cache index; mask the positions not yet seen.
