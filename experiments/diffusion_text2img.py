@@ -152,13 +152,11 @@ def main(config, workdir):
     classifier, cls_vars, cls_acc = train_classifier(train, test, workdir, config)
     feature_fn = fid.make_feature_fn(classifier)
 
-    t_train, history, done = 0.0, [], int(state.step)
+    history, done = [], int(state.step)
     targets = list(range(config.eval_every, config.num_steps, config.eval_every))
     for target in [*targets, config.num_steps]:
-        t0 = time.perf_counter()
         state, history = fit(state, step, loader, workdir=workdir, num_steps=target,
                              checkpoint_every=config.checkpoint_every)
-        t_train += time.perf_counter() - t0
         if int(state.step) != target:  # resumed past this point: evaluated before the restart
             continue
         images = diffusion.generate(sample_fn, state.ema_params, grid_tokens,
@@ -190,7 +188,8 @@ def main(config, workdir):
     hits = gen_logits.argmax(-1) == labels
     results = {
         "dataset": train.name, "source": train.source, "num_steps": done,
-        "epochs": done * config.batch_size / len(train), "train_seconds": t_train,
+        "epochs": done * config.batch_size / len(train),
+        "train_seconds": sum(r["seconds"] for r in history),  # every run of a resumed one
         "steps_per_second": steps_per_second, "num_params": int(n_params),
         "prompt_accuracy": float(hits.mean()),
         "prompt_accuracy_per_class": {names[c]: float(hits[labels == c].mean())
