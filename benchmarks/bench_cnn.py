@@ -139,6 +139,38 @@ class JaxTrain(_Jax):
         return {"seconds": s, "items": self.steps * self.batch_size}
 
 
+class JaxTrainDataParallel(JaxTrain):
+    """The same step data-parallel over one XLA:CPU device per core (`jaxdl.train.parallel`,
+    as `--config.devices=0` trains): the batch split across the devices."""
+
+    def setup(self) -> dict:
+        from jaxdl.tasks import classify
+        from jaxdl.train import make_train_step
+        from jaxdl.train import parallel as par
+
+        model, state = self._model_and_state()
+        mesh = par.make_mesh()
+        x, y = fixed_batch(self.batch_size)
+        self.batch = par.make_put_batch(mesh)({"image": x, "label": y})
+        self.state = par.replicate_state(state, mesh)
+        self.step = par.compile_sharded_train_step(
+            make_train_step(classify.softmax_cross_entropy, model), mesh)
+        self.block = par.needs_blocking(mesh)
+        first = self._time_steps(self.step, self.batch, 1)
+        for _ in range(self.cfg["warmup"]):
+            self._time_steps(self.step, self.batch, 1)
+        return {"first_step_s": first, "devices": len(mesh.devices.flat)}
+
+    def _time_steps(self, step, batch, n: int) -> float:
+        t = time.perf_counter()
+        for _ in range(n):
+            self.state, metrics = step(self.state, batch)
+            if self.block:  # fit does the same on CPU with several devices (DESIGN)
+                self.jax.block_until_ready(self.state)
+        self.jax.block_until_ready((self.state, metrics))
+        return time.perf_counter() - t
+
+
 class JaxInfer(_Jax):
     def __init__(self, cfg: dict, batch: int = 256):
         super().__init__(cfg)
@@ -360,6 +392,7 @@ class TorchMatmul(_Torch):
 CASES = {
     "matmul_peak": (JaxMatmul, TorchMatmul),
     "train_b64": (lambda c: JaxTrain(c, 64), lambda c: TorchTrain(c, 64)),
+    "train_b64_dp": (lambda c: JaxTrainDataParallel(c, 64), lambda c: TorchTrain(c, 64)),
     "train_b256": (lambda c: JaxTrain(c, 256), lambda c: TorchTrain(c, 256)),
     "infer_b256": (lambda c: JaxInfer(c, 256), lambda c: TorchInfer(c, 256)),
     "epoch": (JaxEpoch, TorchEpoch),
@@ -377,7 +410,7 @@ def run(quick: bool = False, say=print, log=None, extra_cfg: dict | None = None)
     try:
         res = {}
         res["matmul_peak"] = pair.run_case("matmul_peak", reps, say=say)
-        for name in ("train_b64", "train_b256", "infer_b256"):
+        for name in ("train_b64", "train_b64_dp", "train_b256", "infer_b256"):
             res[name] = pair.run_case(name, reps, say=say)
         res["epoch"] = pair.run_case("epoch", cfg["epoch_reps"], say=say)
     finally:
@@ -387,7 +420,7 @@ def run(quick: bool = False, say=print, log=None, extra_cfg: dict | None = None)
     out["matmul_peak_gflops"] = {s: v / 1e9 for s, v in peak.items()}
     out["mynet_mflop_forward"] = fwd / 1e6
     out["mynet_mflop_train"] = train / 1e6
-    for name in ("train_b64", "train_b256", "infer_b256", "epoch"):
+    for name in ("train_b64", "train_b64_dp", "train_b256", "infer_b256", "epoch"):
         r = res[name]
         out[name] = {"jaxdl": r.median("jaxdl"), "torch": r.median("torch"), "ratio": r.ratio(),
                      "setup": r.setup, "runs": r.runs}

@@ -103,6 +103,40 @@ class JaxTrain(_Jax):
         return {"seconds": self._steps(n), "items": n * BATCH * CONTEXT}
 
 
+class JaxTrainDataParallel(JaxTrain):
+    """The same step data-parallel over one XLA:CPU device per core (`jaxdl.train.parallel`,
+    as `--config.devices=0` trains): the batch of 12 split across the devices."""
+
+    def setup(self) -> dict:
+        from jaxdl.tasks import language
+        from jaxdl.train import make_train_step
+        from jaxdl.train import parallel as par
+
+        model, state = self._model_and_state()
+        mesh = par.make_mesh()
+        put = par.make_put_batch(mesh)
+        self.batches = [put({"tokens": np.asarray(w)}) for w in self.windows]
+        self.state = par.replicate_state(state, mesh)
+        self.step = par.compile_sharded_train_step(
+            make_train_step(language.next_token_loss, model), mesh)
+        self.block = par.needs_blocking(mesh)
+        self.i = 0
+        first = self._steps(1)
+        for _ in range(self.cfg["warmup"]):
+            self._steps(1)
+        return {"first_step_s": first, "devices": len(mesh.devices.flat)}
+
+    def _steps(self, n: int) -> float:
+        t = time.perf_counter()
+        for _ in range(n):
+            self.state, metrics = self.step(self.state, self.batches[self.i % len(self.batches)])
+            if self.block:  # fit does the same on CPU with several devices (DESIGN)
+                self.jax.block_until_ready(self.state)
+            self.i += 1
+        self.jax.block_until_ready((self.state, metrics))
+        return time.perf_counter() - t
+
+
 class JaxGenerate(_Jax):
     def setup(self) -> dict:
         model, state = self._model_and_state()
@@ -192,6 +226,7 @@ class TorchGenerateNoCache(TorchGenerate):
 
 CASES = {
     "train": (JaxTrain, TorchTrain),
+    "train_dp": (JaxTrainDataParallel, TorchTrain),
     "generate": (JaxGenerate, TorchGenerate),
     "generate_nocache": (None, TorchGenerateNoCache),
 }
@@ -209,7 +244,7 @@ def run(quick: bool = False, say=print, log=None, extra_cfg: dict | None = None)
     finally:
         closing = pair.close()
     out = {}
-    for name in ("train", "generate"):
+    for name in ("train", "train_dp", "generate"):
         r = res[name]
         out[name] = {"jaxdl": r.median("jaxdl"), "torch": r.median("torch"), "ratio": r.ratio(),
                      "setup": r.setup, "runs": r.runs}

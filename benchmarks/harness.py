@@ -49,6 +49,10 @@ def worker_main(argv: list[str]) -> None:
     proto = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    if side == "jaxdl":  # one XLA:CPU device per core, for the data-parallel cases
+        import jax
+
+        jax.config.update("jax_num_cpu_devices", int(cfg.get("cpu_devices") or os.cpu_count()))
     module = importlib.import_module(module_name)
     index = SIDES.index(side)
     cases: dict = {}

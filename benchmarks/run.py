@@ -63,6 +63,8 @@ def table(cnn: dict | None, lm: dict | None) -> list[tuple[str, str, str, str]]:
     rows = []
     if cnn:
         for key, label in (("train_b64", "CNN train step, batch 64 (img/s)"),
+                           ("train_b64_dp", "CNN train step, batch 64, jaxdl data-parallel "
+                            "over the cores (img/s)"),
                            ("train_b256", "CNN train step, batch 256 (img/s)"),
                            ("infer_b256", "CNN inference, batch 256 (img/s)"),
                            ("epoch", "CNN epoch of mnist_5k with augmentation (img/s)")):
@@ -89,6 +91,8 @@ def table(cnn: dict | None, lm: dict | None) -> list[tuple[str, str, str, str]]:
                      _fmt(cnn["peak_rss_mb"]["torch"], 0), "-"))
     if lm:
         for key, label in (("train", "decoder LM train (tokens/s)"),
+                           ("train_dp", "decoder LM train, jaxdl data-parallel over the cores "
+                            "(tokens/s)"),
                            ("generate", "decoder LM generation, KV cache (tokens/s)")):
             r = lm[key]
             rows.append((label, _fmt(r["jaxdl"]), _fmt(r["torch"]), _fmt(r["ratio"], 2)))
@@ -113,12 +117,14 @@ def headline(cnn: dict | None, lm: dict | None) -> dict:
     out = {}
     if cnn:
         out.update(cnn_train_ratio_b64=cnn["train_b64"]["ratio"],
+                   cnn_train_ratio_b64_dp=cnn["train_b64_dp"]["ratio"],
                    cnn_train_ratio_b256=cnn["train_b256"]["ratio"],
                    cnn_infer_ratio_b256=cnn["infer_b256"]["ratio"],
                    epoch_vs_step=cnn["epoch"]["jaxdl_vs_step"],
                    cnn_epoch_ratio=cnn["epoch"]["ratio"])
     if lm:
         out.update(lm_train_ratio=lm["train"]["ratio"],
+                   lm_train_ratio_dp=lm["train_dp"]["ratio"],
                    lm_generate_ratio=lm["generate"]["ratio"])
     return out
 
