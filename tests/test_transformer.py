@@ -13,6 +13,7 @@ from jaxdl.nn import decoder_lm_params_from_nanogpt
 from jaxdl.nn.transformer import (
     DecoderLM,
     EncoderDecoder,
+    MultiHeadAttention,
     PositionalEncoding,
     init_cache,
     sinusoidal_table,
@@ -181,3 +182,20 @@ def test_training_follows_nanogpt_step_for_step():
     final = decoder_lm_params_from_nanogpt(_nanogpt("final/", golden), c["heads"])
     jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), b, atol=2e-5, rtol=0),
                  state.params, final)
+
+
+def test_cross_attention_from_a_narrower_query_to_wider_keys_matches_the_einsum_form():
+    """Queries of width 8 attend over 5 keys of width 12 (image features to text tokens);
+    the projections on flattened rows equal per-position DenseGeneral maths."""
+    attn = MultiHeadAttention(num_heads=2)
+    q_in = jax.random.normal(jax.random.PRNGKey(0), (3, 4, 8))
+    kv_in = jax.random.normal(jax.random.PRNGKey(1), (3, 5, 12))
+    params = attn.init(jax.random.PRNGKey(2), q_in, kv_in)["params"]
+    out = attn.apply({"params": params}, q_in, kv_in)
+    assert out.shape == (3, 4, 8)
+    proj = lambda x, p: jnp.einsum("btd,dhk->bthk", x, p["kernel"]) + p["bias"]  # noqa: E731
+    q, k, v = proj(q_in, params["query"]), proj(kv_in, params["key"]), proj(kv_in, params["value"])
+    w = jax.nn.softmax(jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(4.0), axis=-1)
+    o = jnp.einsum("bhqk,bkhd->bqhd", w, v)
+    expected = jnp.einsum("bqhd,hdo->bqo", o, params["out"]["kernel"]) + params["out"]["bias"]
+    np.testing.assert_allclose(out, expected, atol=1e-5)

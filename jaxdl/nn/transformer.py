@@ -96,7 +96,7 @@ class MultiHeadAttention(nn.Module):
             head, use_bias=self.use_bias, kernel_init=init, name=name)
         # Projections on (tokens, dim) rows, as in MlpBlock: the same maths and parameters,
         # but XLA:CPU computes their weight gradients without transposing fusions.
-        rows = lambda x: x.reshape(-1, dim)  # noqa: E731
+        rows = lambda x: x.reshape(-1, x.shape[-1])  # noqa: E731
         q = dense("query")(rows(q_in)).reshape(*q_in.shape[:-1], *head)  # (b, q_len, h, d)
         k = dense("key")(rows(kv_in)).reshape(*kv_in.shape[:-1], *head)  # (b, k_len, h, d)
         v = dense("value")(rows(kv_in)).reshape(*kv_in.shape[:-1], *head)
