@@ -40,9 +40,10 @@ from jaxdl.train.step import reduce_metrics
 
 # XLA:CPU's default YNNPACK fusions (elementwise ops fused around library kernels) slow
 # the backward passes: measured here, alone, at batch 64, train steps with only YNNPACK's
-# individual dots and reductions run 1.6x faster for MyNet (197 vs 120 img/s), 1.2x for
-# the decoder LM and 1.25x for the diffusion UNet. Eval and generation keep XLA's default,
-# which is faster for inference (DESIGN, known traps; README, Benchmarks).
+# individual dots and reductions run 1.6x faster for MyNet (197 vs 120 img/s) and 1.25x
+# for the diffusion UNet; the LMs are unchanged (switching YNNPACK off entirely would make
+# the LSTM 1.7x slower). Eval and generation keep XLA's default, which is faster for
+# inference (DESIGN, known traps; README, Benchmarks).
 CPU_TRAIN_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type":
                               "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
 AUTO = "auto"  # compile_step's default: jaxdl's train-step options for this backend
