@@ -104,10 +104,14 @@ class _Jax:
                                             preprocess=preprocess),
                             compiler_options=options)
 
+    block = False  # wait on every step: fit does so on CPU with several devices (DESIGN)
+
     def _time_steps(self, step, batch, n: int) -> float:
         t = time.perf_counter()
         for _ in range(n):
             self.state, metrics = step(self.state, batch)
+            if self.block:
+                self.jax.block_until_ready(self.state)
         self.jax.block_until_ready((self.state, metrics))
         return time.perf_counter() - t
 
@@ -160,15 +164,6 @@ class JaxTrainDataParallel(JaxTrain):
         for _ in range(self.cfg["warmup"]):
             self._time_steps(self.step, self.batch, 1)
         return {"first_step_s": first, "devices": len(mesh.devices.flat)}
-
-    def _time_steps(self, step, batch, n: int) -> float:
-        t = time.perf_counter()
-        for _ in range(n):
-            self.state, metrics = step(self.state, batch)
-            if self.block:  # fit does the same on CPU with several devices (DESIGN)
-                self.jax.block_until_ready(self.state)
-        self.jax.block_until_ready((self.state, metrics))
-        return time.perf_counter() - t
 
 
 class JaxInfer(_Jax):

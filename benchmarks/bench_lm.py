@@ -90,10 +90,14 @@ class JaxTrain(_Jax):
         return {"first_step_s": first, "steady_step_s": steady, "compile_s": first - steady,
                 "params": int(sum(x.size for x in self.jax.tree.leaves(self.state.params)))}
 
+    block = False  # wait on every step: fit does so on CPU with several devices (DESIGN)
+
     def _steps(self, n: int) -> float:
         t = time.perf_counter()
         for _ in range(n):
             self.state, metrics = self.step(self.state, self.batches[self.i % len(self.batches)])
+            if self.block:
+                self.jax.block_until_ready(self.state)
             self.i += 1
         self.jax.block_until_ready((self.state, metrics))
         return time.perf_counter() - t
@@ -125,16 +129,6 @@ class JaxTrainDataParallel(JaxTrain):
         for _ in range(self.cfg["warmup"]):
             self._steps(1)
         return {"first_step_s": first, "devices": len(mesh.devices.flat)}
-
-    def _steps(self, n: int) -> float:
-        t = time.perf_counter()
-        for _ in range(n):
-            self.state, metrics = self.step(self.state, self.batches[self.i % len(self.batches)])
-            if self.block:  # fit does the same on CPU with several devices (DESIGN)
-                self.jax.block_until_ready(self.state)
-            self.i += 1
-        self.jax.block_until_ready((self.state, metrics))
-        return time.perf_counter() - t
 
 
 class JaxGenerate(_Jax):
