@@ -1,5 +1,5 @@
-"""Text-to-image diffusion: a char-level Transformer text encoder and a small UNet, trained
-jointly with the shared train step, sampled with classifier-free guidance.
+"""Text-to-image diffusion: a Transformer text encoder (word or character tokens) and a small
+UNet, trained jointly with the shared train step, sampled with classifier-free guidance.
 
     python -m experiments.diffusion_text2img --workdir runs/diffusion
     python -m experiments.diffusion_text2img --workdir runs/d --config.num_steps=500 \
