@@ -126,17 +126,26 @@ class JaxTrain(_Jax):
         super().__init__(cfg)
         self.batch_size, self.steps = batch, _train_steps(cfg, batch)
 
-    def setup(self) -> dict:
-        import jax.numpy as jnp
+    def _mesh(self):
+        return None  # one device
 
-        model, self.state = self._model_and_state()
+    def setup(self) -> dict:
+        from jaxdl.tasks import classify
+        from jaxdl.train import make_train_step, parallel
+
+        model, state = self._model_and_state()
+        mesh = self._mesh()
+        self.state, self.step, fit_kw = parallel.place_training(  # as the experiments do
+            state, make_train_step(classify.softmax_cross_entropy, model), mesh,
+            compiler_options=self.cfg.get("jax_train_options", "auto"))
+        self.block = fit_kw.get("block_every_step", False)  # fit's CPU multi-device wait
         x, y = fixed_batch(self.batch_size)
-        self.batch = {"image": jnp.asarray(x), "label": jnp.asarray(y)}
-        self.step = self._train_step(model)
+        self.batch = fit_kw.get("put_batch", self.jax.device_put)({"image": x, "label": y})
         first = self._time_steps(self.step, self.batch, 1)  # compiles
         for _ in range(self.cfg["warmup"]):
             steady = self._time_steps(self.step, self.batch, 1)
-        return {"first_step_s": first, "steady_step_s": steady, "compile_s": first - steady}
+        return {"first_step_s": first, "steady_step_s": steady, "compile_s": first - steady,
+                "devices": 1 if mesh is None else mesh.devices.size}
 
     def run(self) -> dict:
         s = self._time_steps(self.step, self.batch, self.steps)
@@ -147,23 +156,10 @@ class JaxTrainDataParallel(JaxTrain):
     """The same step data-parallel over one XLA:CPU device per core (`jaxdl.train.parallel`,
     as `--config.devices=0` trains): the batch split across the devices."""
 
-    def setup(self) -> dict:
-        from jaxdl.tasks import classify
-        from jaxdl.train import make_train_step
-        from jaxdl.train import parallel as par
+    def _mesh(self):
+        from jaxdl.train import parallel
 
-        model, state = self._model_and_state()
-        mesh = par.make_mesh()
-        x, y = fixed_batch(self.batch_size)
-        self.batch = par.make_put_batch(mesh)({"image": x, "label": y})
-        self.state = par.replicate_state(state, mesh)
-        self.step = par.compile_sharded_train_step(
-            make_train_step(classify.softmax_cross_entropy, model), mesh)
-        self.block = par.needs_blocking(mesh)
-        first = self._time_steps(self.step, self.batch, 1)
-        for _ in range(self.cfg["warmup"]):
-            self._time_steps(self.step, self.batch, 1)
-        return {"first_step_s": first, "devices": len(mesh.devices.flat)}
+        return parallel.make_mesh()
 
 
 class JaxInfer(_Jax):

@@ -72,25 +72,28 @@ class _Jax:
 
 
 class JaxTrain(_Jax):
+    def _mesh(self):
+        return None  # one device
+
     def setup(self) -> dict:
-        import jax.numpy as jnp
-
         from jaxdl.tasks import language
-        from jaxdl.train import make_train_step
-        from jaxdl.train.loop import compile_step
+        from jaxdl.train import make_train_step, parallel
 
-        model, self.state = self._model_and_state()
-        self.batches = [{"tokens": jnp.asarray(w)} for w in self.windows]
-        self.step = compile_step(make_train_step(language.next_token_loss, model),
-                                 compiler_options=self.cfg.get("jax_lm_options", "auto"))
+        model, state = self._model_and_state()
+        mesh = self._mesh()
+        self.state, self.step, fit_kw = parallel.place_training(  # as the experiments do
+            state, make_train_step(language.next_token_loss, model), mesh,
+            compiler_options=self.cfg.get("jax_lm_options", "auto"))
+        put = fit_kw.get("put_batch", self.jax.device_put)  # on device once, not per step
+        self.block = fit_kw.get("block_every_step", False)  # fit's CPU multi-device wait
+        self.batches = [put({"tokens": np.asarray(w)}) for w in self.windows]
         self.i = 0
         first = self._steps(1)
         for _ in range(self.cfg["warmup"]):
             steady = self._steps(1)
         return {"first_step_s": first, "steady_step_s": steady, "compile_s": first - steady,
-                "params": int(sum(x.size for x in self.jax.tree.leaves(self.state.params)))}
-
-    block = False  # wait on every step: fit does so on CPU with several devices (DESIGN)
+                "params": int(sum(x.size for x in self.jax.tree.leaves(self.state.params))),
+                "devices": 1 if mesh is None else mesh.devices.size}
 
     def _steps(self, n: int) -> float:
         t = time.perf_counter()
@@ -111,24 +114,10 @@ class JaxTrainDataParallel(JaxTrain):
     """The same step data-parallel over one XLA:CPU device per core (`jaxdl.train.parallel`,
     as `--config.devices=0` trains): the batch of 12 split across the devices."""
 
-    def setup(self) -> dict:
-        from jaxdl.tasks import language
-        from jaxdl.train import make_train_step
-        from jaxdl.train import parallel as par
+    def _mesh(self):
+        from jaxdl.train import parallel
 
-        model, state = self._model_and_state()
-        mesh = par.make_mesh()
-        put = par.make_put_batch(mesh)
-        self.batches = [put({"tokens": np.asarray(w)}) for w in self.windows]
-        self.state = par.replicate_state(state, mesh)
-        self.step = par.compile_sharded_train_step(
-            make_train_step(language.next_token_loss, model), mesh)
-        self.block = par.needs_blocking(mesh)
-        self.i = 0
-        first = self._steps(1)
-        for _ in range(self.cfg["warmup"]):
-            self._steps(1)
-        return {"first_step_s": first, "devices": len(mesh.devices.flat)}
+        return parallel.make_mesh()
 
 
 class JaxGenerate(_Jax):
