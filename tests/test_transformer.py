@@ -8,6 +8,7 @@ from golden_gpt import CONFIG as GPT_CONFIG
 from golden_gpt import GOLDEN as GOLDEN_GPT
 from golden_gpt import RECIPE as GPT_RECIPE
 
+from experiments import transformer_lm
 from jaxdl.errors import UserError
 from jaxdl.nn import decoder_lm_params_from_nanogpt
 from jaxdl.nn.transformer import (
@@ -19,7 +20,7 @@ from jaxdl.nn.transformer import (
     sinusoidal_table,
 )
 from jaxdl.tasks import language, seq2seq
-from jaxdl.train import create_train_state, make_optimizer, make_schedule, make_train_step
+from jaxdl.train import create_train_state, make_optimizer, make_train_step
 
 NANOGPT_CPU = dict(num_layers=4, num_heads=4, dim=128, max_len=64, use_bias=False)
 
@@ -163,12 +164,13 @@ def test_training_follows_nanogpt_step_for_step():
     batches: every loss and the final weights agree."""
     golden = np.load(GOLDEN_GPT)
     c, r = GPT_CONFIG, GPT_RECIPE
-    model = DecoderLM(c["vocab"], num_layers=c["layers"], num_heads=c["heads"], dim=c["dim"],
-                      max_len=c["block"], use_bias=False, positional="learned")
-    lr = make_schedule(r["lr"], "warmup_cosine", total_steps=r["decay_iters"],
-                       warmup_steps=r["warmup"], min_learning_rate=r["min_lr"])
-    tx = make_optimizer("adamw", lr, r["wd"], b2=r["b2"], grad_clip_norm=r["clip"],
-                        decay_matrices_only=True)
+    config = transformer_lm.get_config()  # the experiment's own recipe, shrunk to the golden's
+    config.update(num_layers=c["layers"], num_heads=c["heads"], dim=c["dim"],
+                  seq_len=c["block"], learning_rate=r["lr"], min_learning_rate=r["min_lr"],
+                  num_steps=r["decay_iters"], warmup_steps=r["warmup"])
+    assert (config.beta2, config.weight_decay, config.grad_clip_norm, config.use_bias,
+            config.dropout) == (r["b2"], r["wd"], r["clip"], False, 0.0)
+    model, tx = transformer_lm.build(config, c["vocab"])
     params = decoder_lm_params_from_nanogpt(_nanogpt("init/", golden), c["heads"])
     state = create_train_state(model, tx, jax.random.PRNGKey(0),
                                jnp.zeros((1, c["block"]), jnp.int32))
