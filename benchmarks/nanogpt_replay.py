@@ -38,25 +38,22 @@ def main(argv=None) -> int:
     import torch
 
     from experiments import transformer_lm
-    from jaxdl.data import text as textdata
     from jaxdl.nn import decoder_lm_params_from_nanogpt
     from jaxdl.tasks import language
     from jaxdl.train import create_train_state, make_eval_step, make_train_step
     from jaxdl.train.loop import compile_step, evaluate
 
     config = transformer_lm.get_config()
-    text = textdata.load_text(config.text, config.text_path)
-    vocab = textdata.make_vocab("char", text)
-    train_ids, val_ids = textdata.train_val_split(vocab.encode(text), config.val_fraction)
+    vocab, train_ids, val_ids = transformer_lm.splits(config)
     model, tx = transformer_lm.build(config, len(vocab))
     val_batches = transformer_lm.val_loader(config, val_ids)
     eval_step = jax.jit(make_eval_step(language.next_token_loss, model))
 
-    state = create_train_state(model, tx, jax.random.PRNGKey(config.seed),
-                               jnp.zeros((1, config.seq_len), jnp.int32))
+    template = create_train_state(model, tx, jax.random.PRNGKey(config.seed),
+                                  jnp.zeros((1, config.seq_len), jnp.int32))
 
     def val_loss(params) -> float:
-        return language.lm_metrics(evaluate(eval_step, state.replace(params=params),
+        return language.lm_metrics(evaluate(eval_step, template.replace(params=params),
                                             val_batches))["loss"]
 
     def load(path: Path) -> dict:
@@ -73,7 +70,7 @@ def main(argv=None) -> int:
                                          float(ckpt["best_val_loss"]))
     starts = np.load(args.nanogpt_dir / "train_ix.npy")[:config.num_steps]
     params = params_of(load(args.nanogpt_dir / "init.pt"))
-    state = state.replace(params=params, opt_state=tx.init(params))
+    state = template.replace(params=params, opt_state=tx.init(params))
     step = compile_step(make_train_step(language.next_token_loss, model))
     offsets = np.arange(config.seq_len + 1)
     print("step | nanoGPT: its 20-batch estimate, full val split | jaxdl replay: full val split")

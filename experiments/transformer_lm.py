@@ -84,6 +84,13 @@ def build(config, vocab_size: int):
     return model, tx
 
 
+def splits(config):
+    """(vocabulary, train ids, val ids): the corpus as char ids, split as nanoGPT splits it."""
+    text = textdata.load_text(config.text, config.text_path)
+    vocab = textdata.make_vocab("char", text)
+    return (vocab, *textdata.train_val_split(vocab.encode(text), config.val_fraction))
+
+
 def val_loader(config, val_ids) -> ArrayLoader:
     """Every non-overlapping seq_len window of the val split (or the first val_windows)."""
     return ArrayLoader({"tokens": textdata.eval_windows(val_ids, config.seq_len,
@@ -93,9 +100,7 @@ def val_loader(config, val_ids) -> ArrayLoader:
 
 def main(config, workdir):
     mesh = parallel.mesh_from_config(config)  # before anything touches a device
-    text = textdata.load_text(config.text, config.text_path)
-    vocab = textdata.make_vocab("char", text)
-    train_ids, val_ids = textdata.train_val_split(vocab.encode(text), config.val_fraction)
+    vocab, train_ids, val_ids = splits(config)
     loader = textdata.WindowLoader(train_ids, config.batch_size, config.seq_len,
                                    batches_per_epoch=config.batches_per_epoch, seed=config.seed,
                                    **parallel.process_shard())
