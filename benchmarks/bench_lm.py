@@ -40,7 +40,7 @@ def data(num_batches: int = 8):
     text = textdata.load_text("tinyshakespeare")
     vocab = textdata.make_vocab("char", text)
     train_ids, _ = textdata.train_val_split(vocab.encode(text), 0.1)
-    loader = textdata.WindowLoader(train_ids, BATCH, CONTEXT, batches_per_epoch=num_batches)
+    loader = WindowLoader(train_ids, BATCH, CONTEXT, batches_per_epoch=num_batches)
     windows = np.stack([b["tokens"] for b in loader.epoch(0)]).astype(np.int32)
     return len(vocab), np.asarray(vocab.encode(PROMPT), np.int32), windows
 

@@ -4,39 +4,31 @@
     python -m experiments.vanishing_gradients --workdir runs/vg_trained \\
         --config.trained_workdir='runs/rnn_lm_{cell}'   # the README table's trained models
 
-For each cell (same parameter budget as `experiments.rnn_lm`), windows of `seq_len`
-characters of tiny shakespeare's validation split are read from a zero state; loss_T is
-the cross-entropy of the prediction after the LAST character only, and x_t the embedded
-input at step t. The norm of the gradient, averaged over the windows, shows how much a
-character t steps back can still change (and teach) that prediction. Fresh models by
-default; `trained_workdir` measures finished `rnn_lm` runs instead, and `train_steps` > 0
-trains each here first, with the shared train step and `rnn_lm`'s recipe.
-Writes `gradient_norms.png` and `results.json` with every curve and
-`ratio_first_last` = norm at the first step / norm at the last step, per cell.
+For each cell (the `rnn_lm` recipe's parameter budget), windows of `seq_len` characters of
+tiny shakespeare's validation split are read from a zero state
+(`jaxdl.recipes.rnn_lm.input_gradient_norms`). Fresh models by default; `trained_workdir`
+measures finished `rnn_lm` runs instead, and `train_steps` > 0 trains each first with the
+`rnn_lm` recipe (through the runner, in `<workdir>/<cell>`). Writes `gradient_norms.png` and
+`results.json` with every curve and `ratio_first_last` (first step / last step), per cell.
 """
-
-import json
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
-from experiments import rnn_lm
-from jaxdl import plots
-from jaxdl.config import load_config, run_experiment, write_results
-from jaxdl.data import text as textdata
-from jaxdl.nn.recurrent import CELLS, RecurrentLM, count_params
-from jaxdl.tasks import language
-from jaxdl.train import make_train_step
-from jaxdl.train.checkpoint import restore_from_workdir
-from jaxdl.train.loop import compile_step, fit
+from jaxdl import plots, recipes, run
+from jaxdl.config import read_json, run_experiment, save_config, write_results
+from jaxdl.data.loader import eval_windows
+from jaxdl.nn.recurrent import CELLS
+from jaxdl.recipes import count_params
+from jaxdl.recipes.rnn_lm import build_model, input_gradient_norms
+
+OWN_KEYS = ("cells", "num_windows", "train_steps", "trained_workdir")
 
 
 def get_config() -> ml_collections.ConfigDict:
-    c = rnn_lm.get_config()
+    c = recipes.get("rnn_lm").get_config()
     c.cells = ",".join(CELLS)  # which cells to measure, comma-separated
     c.seq_len = 100  # steps back from the last prediction
     c.num_windows = 32  # validation windows the norms are averaged over
@@ -45,58 +37,35 @@ def get_config() -> ml_collections.ConfigDict:
     return c
 
 
-def input_gradient_norms(model: RecurrentLM, params, tokens) -> np.ndarray:
-    """Mean over the batch of |d loss_T / d x_t| for t = 0 .. T-1; tokens (batch, T + 1)."""
-    inputs, targets = tokens[:, :-1], tokens[:, -1]
-
-    def last_loss(x):  # x: (batch, T, embed_dim), the embedded inputs
-        logits = model.apply({"params": params}, x, method=RecurrentLM.from_embeddings)
-        return jnp.sum(optax.softmax_cross_entropy_with_integer_labels(logits[:, -1], targets))
-
-    x = model.apply({"params": params}, inputs, method=RecurrentLM.embed)
-    grads = jax.jit(jax.grad(last_loss))(x)  # (batch, T, embed_dim)
-    return np.asarray(jnp.mean(jnp.linalg.norm(grads, axis=-1), axis=0))
-
-
-def train_briefly(config, model, train_ids, workdir):
-    """Train with rnn_lm's recipe for `train_steps` steps (the shared step and loop)."""
-    loader = textdata.WindowLoader(train_ids, config.batch_size, config.seq_len,
-                                   batches_per_epoch=config.batches_per_epoch, seed=config.seed)
-    state = rnn_lm.make_state(config, model, config.train_steps)
-    step = compile_step(make_train_step(language.next_token_loss, model))
-    state, history = fit(state, step, loader, workdir=workdir, num_steps=config.train_steps)
-    return state.params, history[-1]["loss"]
-
-
-def load_trained(workdir: Path, vocab_size: int):
-    """(model, params, train_loss) from a finished `experiments.rnn_lm` workdir."""
-    trained = load_config(workdir)
-    model = rnn_lm.build_model(trained, vocab_size)
-    template = rnn_lm.make_state(trained, model, trained.num_steps)
-    restored = restore_from_workdir(workdir, template,
-                                    fix="run experiments.rnn_lm there first")
-    results = workdir / "results.json"
-    loss = json.loads(results.read_text()).get("train_loss") if results.exists() else None
-    return model, restored[0].params, loss
+def trained(workdir):
+    """(model, params, train loss) of a finished rnn_lm workdir."""
+    r = run.load(workdir)
+    results = r.workdir / "results.json"
+    loss = read_json(results).get("train_loss") if results.exists() else None
+    return r.task.model, r.state.params, loss
 
 
 def main(config, workdir):
-    vocab, train_ids, val_ids = rnn_lm.load_data(config)
-    windows = textdata.eval_windows(val_ids, config.seq_len, config.num_windows)
-    tokens = jnp.asarray(windows)
-    results, curves = {"seq_len": config.seq_len, "num_windows": len(windows),
-                       "train_steps": config.train_steps,
-                       "trained_workdir": config.trained_workdir, "cells": {}}, {}
+    save_config(config, workdir)
+    recipe = recipes.get("rnn_lm")
+    data = recipe.load_data(config)
+    tokens = jnp.asarray(eval_windows(data.val_ids, config.seq_len, config.num_windows))
+    results = {"seq_len": config.seq_len, "num_windows": len(tokens),
+               "train_steps": config.train_steps, "trained_workdir": config.trained_workdir,
+               "cells": {}}
+    curves = {}
     for cell in [c.strip() for c in config.cells.split(",") if c.strip()]:
-        cell_config = ml_collections.ConfigDict(config.to_dict())
-        cell_config.cell = cell
-        model = rnn_lm.build_model(cell_config, len(vocab))
+        sub = ml_collections.ConfigDict({k: v for k, v in config.to_dict().items()
+                                         if k not in OWN_KEYS})
+        sub.cell = cell
         if config.trained_workdir:
-            model, params, train_loss = load_trained(
-                Path(config.trained_workdir.format(cell=cell)), len(vocab))
+            model, params, train_loss = trained(config.trained_workdir.format(cell=cell))
         elif config.train_steps:
-            params, train_loss = train_briefly(config, model, train_ids, workdir / cell)
+            sub.num_steps, sub.sample_tokens = config.train_steps, 1
+            train_loss = run.train(sub, workdir / cell)["train_loss"]
+            model, params, _ = trained(workdir / cell)
         else:
+            model = build_model(sub, len(data.vocab))
             params = model.init(jax.random.PRNGKey(config.seed), tokens[:1, :-1])["params"]
             train_loss = None
         norms = input_gradient_norms(model, params, tokens)
@@ -107,8 +76,7 @@ def main(config, workdir):
         results["cells"][cell] = {"hidden_dim": model.hidden_dim,
                                   "params": count_params(params), "train_loss": train_loss,
                                   "ratio_first_last": ratio, "grad_norms": norms.tolist()}
-        distance = np.arange(len(norms))[::-1]  # steps before the last prediction
-        curves[cell] = (distance, norms)
+        curves[cell] = (np.arange(len(norms))[::-1], norms)  # steps before the last input
     state = "trained" if config.train_steps or config.trained_workdir else "fresh"
     plots.plot_series(curves, workdir / "gradient_norms.png", logy=True,
                       xlabel="steps back from the last input (T-1-t)",

@@ -1,37 +1,27 @@
-"""`jaxdl info --workdir DIR`: what a run's workdir holds, from the workdir alone.
+"""The `jaxdl` command: every subcommand works from a run's workdir alone.
 
-`jaxdl sample --workdir DIR --prompt "an ankle boot" --num 16 --out FILE.png`: images from a
-text-to-image run's latest checkpoint (EMA parameters), as a PNG grid; the empty prompt
-samples unconditionally. Every subcommand rebuilds what it needs from
-`config.json`, the orbax checkpoints and `results.json`, never from experiment code.
+    jaxdl train   --config=configs/fashion_mnist_cnn.py --workdir DIR [--config.KEY=VALUE ...]
+    jaxdl info    --workdir DIR                  recipe, config, latest step, parameters, results
+    jaxdl eval    --workdir DIR                  re-evaluate the latest checkpoint -> DIR/eval.json
+    jaxdl sample  --workdir DIR [--prompt TEXT] [--num N] [--out FILE] [--seed S]
+                  language models: a continuation of the prompt (N tokens);
+                  seq2seq: the ISO date for a written date ("5 mars 1998");
+                  text2img: a PNG grid of N images for the prompt ("" = unconditional)
+    jaxdl predict --workdir DIR [--json] IMAGE...  a classifier's top-3 classes per image
+
+Each rebuilds what it needs from `config.json` (which names the recipe), the orbax
+checkpoints and `results.json`, never from experiment code. Bad input is one line
+starting `error:` on stderr and exit status 2.
 """
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
 
-from jaxdl.config import load_config
+from jaxdl.config import load_config, read_json
 from jaxdl.errors import UserError
-
-
-def info(workdir: Path) -> None:
-    config = load_config(workdir)
-    print(f"workdir: {workdir}")
-    print("config:")
-    for key, value in sorted(config.to_dict().items()):
-        print(f"  {key} = {value!r}")
-    ckpt_dir = workdir / "checkpoints"
-    steps = sorted(int(p.name) for p in ckpt_dir.iterdir() if p.name.isdigit()) if (
-        ckpt_dir.is_dir()) else []
-    print(f"checkpoints: {steps if steps else 'none'}")
-    results = workdir / "results.json"
-    if results.exists():
-        data = json.loads(results.read_text())
-        print("results:")
-        for key, value in data.items():
-            if not isinstance(value, list | dict):
-                print(f"  {key} = {value}")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,31 +31,131 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}; see `{self.prog} --help`\n")
 
 
+def info(workdir: Path) -> None:
+    config = load_config(workdir)
+    print(f"workdir: {workdir}")
+    print(f"recipe: {config.get('recipe', 'unknown (config.json names none)')}")
+    print("config:")
+    for key, value in sorted(config.to_dict().items()):
+        print(f"  {key} = {value!r}")
+    ckpt_dir = workdir / "checkpoints"
+    steps = sorted(int(p.name) for p in ckpt_dir.iterdir() if p.name.isdigit()) if (
+        ckpt_dir.is_dir()) else []
+    print(f"checkpoints: {steps if steps else 'none'}")
+    print(f"latest step: {steps[-1] if steps else 'none'}")
+    results = read_json(workdir / "results.json") if (workdir / "results.json").exists() else {}
+    if "num_params" in results:
+        print(f"parameters: {results['num_params']:,}")
+    elif "recipe" in config:
+        from jaxdl import run
+        from jaxdl.recipes import count_params
+
+        r = run.load(workdir, restore=False)
+        print(f"parameters: {count_params(r.task.abstract_state(config.seed).params):,}")
+    if results:
+        print("results:")
+        for key, value in results.items():
+            if not isinstance(value, list | dict):
+                print(f"  {key} = {value}")
+
+
+def evaluate(workdir: Path) -> None:
+    from jaxdl import run
+
+    metrics = run.evaluate(workdir)
+    for key, value in metrics.items():
+        if not isinstance(value, list | dict):
+            print(f"{key} = {value}")
+    print(f"wrote {workdir / 'eval.json'}")
+
+
+def sample(args) -> None:
+    if args.num is not None and not 1 <= args.num <= 100_000:
+        raise UserError(f"--num must be in [1, 100000], got {args.num}")
+    r = load_for(args.workdir, "samples", "sample")
+    if r.recipe.name != "text2img" and args.out is not None:
+        raise UserError(f"--out writes images; a {r.recipe.name} run prints text (redirect "
+                        "it with > FILE)")
+    options = {k: getattr(args, k) for k in ("guidance", "steps", "sampler", "eta")
+               if getattr(args, k) is not None}
+    if options and r.recipe.name != "text2img":
+        raise UserError(f"--{next(iter(options))} applies to text-to-image runs only")
+    print(r.recipe.sample(r.config, r.task, r.data, r.state, prompt=args.prompt, num=args.num,
+                          seed=args.seed, out=args.out, **options))
+
+
+def predict(args) -> None:
+    r = load_for(args.workdir, "predicts", "predict")
+    for row in r.recipe.predict(r.config, r.task, r.data, r.state, args.images):
+        if args.json:
+            print(json.dumps(row))
+        else:
+            tops = ", ".join(f"{t['class']} {100 * t['probability']:.1f}%" for t in row["top"])
+            print(f"{row['file']}: {tops}")
+
+
+def load_for(workdir: Path, capability: str, command: str):
+    """The run of a workdir, refused before any restore when its family lacks `command`."""
+    from jaxdl import recipes, run
+
+    config = load_config(workdir)
+    if "recipe" not in config:
+        raise UserError(f"{workdir / 'config.json'} names no recipe (an older jaxdl workdir); "
+                        "rerun its experiment with a fresh --workdir")
+    recipe = recipes.get(config.recipe)
+    if not getattr(recipe, capability):
+        applies = ", ".join(n for n, r in recipes.RECIPES.items() if getattr(r, capability))
+        raise UserError(f"`jaxdl {command}` does not apply to a {recipe.name} run "
+                        f"({workdir}); it applies to {applies} runs")
+    with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the answer (--json)
+        return run.load(workdir)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="jaxdl", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_info = sub.add_parser("info", help="show a run's config, checkpoints and results")
-    p_info.add_argument("--workdir", required=True, type=Path)
-    p_sample = sub.add_parser("sample", help="images for a prompt from a text-to-image run")
-    p_sample.add_argument("--workdir", required=True, type=Path)
-    p_sample.add_argument("--prompt", default="", help='e.g. "an ankle boot"; "" = unconditional')
-    p_sample.add_argument("--num", type=int, default=16)
-    p_sample.add_argument("--out", type=Path, default=Path("samples.png"))
-    p_sample.add_argument("--guidance", type=float, default=None,
-                          help="w: 1 = conditional, 0 = unconditional (default: the run's)")
-    p_sample.add_argument("--steps", type=int, default=None, help="DDIM steps (default: run's)")
-    p_sample.add_argument("--sampler", choices=("ddim", "ddpm"), default=None)
-    p_sample.add_argument("--eta", type=float, default=None, help="DDIM noise; 0 = deterministic")
-    p_sample.add_argument("--seed", type=int, default=0)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["train"]:  # the runner's own parser: --config=FILE and overrides
+        from jaxdl import run
+
+        run.main(argv[1:])
+        return 0
+    parser = _Parser(prog="jaxdl", description=__doc__.split("\n\n")[0],
+                     epilog=__doc__.split("\n\n", 1)[1],
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub.add_parser("train", help="train a recipe's config: jaxdl train --config=FILE.py "
+                                 "--workdir DIR [--config.KEY=VALUE ...]")
+    p = sub.add_parser("info", help="a run's recipe, config, checkpoints, parameters, results")
+    p.add_argument("--workdir", required=True, type=Path)
+    p = sub.add_parser("eval", help="re-evaluate the latest checkpoint; writes DIR/eval.json "
+                                    "(the metrics of results.json)")
+    p.add_argument("--workdir", required=True, type=Path)
+    p = sub.add_parser("sample", help="LMs: continue a prompt; seq2seq: an ISO date; "
+                                      "text2img: a PNG grid for a prompt")
+    p.add_argument("--workdir", required=True, type=Path)
+    p.add_argument("--prompt", default=None, help="default: the run's config.prompt")
+    p.add_argument("--num", type=int, default=None,
+                   help="tokens to generate (LMs) or images (text2img, default 16)")
+    p.add_argument("--out", type=Path, default=None, help="PNG file (text2img only)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--guidance", type=float, default=None,
+                   help="text2img: w, 1 = conditional, 0 = unconditional (default: the run's)")
+    p.add_argument("--steps", type=int, default=None, help="text2img: DDIM steps")
+    p.add_argument("--sampler", choices=("ddim", "ddpm"), default=None, help="text2img")
+    p.add_argument("--eta", type=float, default=None, help="text2img: DDIM noise, 0 = none")
+    p = sub.add_parser("predict", help="an image classifier's top-3 classes for image files")
+    p.add_argument("--workdir", required=True, type=Path)
+    p.add_argument("--json", action="store_true", help="one JSON object per line and image")
+    p.add_argument("images", nargs="+", type=Path, help="PNG or JPEG files, any size")
     args = parser.parse_args(argv)
     try:
         if args.command == "info":
             info(args.workdir)
+        elif args.command == "eval":
+            evaluate(args.workdir)
         elif args.command == "sample":
-            from jaxdl.diffusion import sample_to_png  # jax loads only for this subcommand
-
-            sample_to_png(args.workdir, args.prompt, args.num, args.out, guidance=args.guidance,
-                          steps=args.steps, sampler=args.sampler, eta=args.eta, seed=args.seed)
+            sample(args)
+        elif args.command == "predict":
+            predict(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,7 +1,10 @@
 """Experiment configs: `get_config()` ConfigDicts, command-line overrides, and the workdir files.
 
     python -m experiments.cnn_mnist --workdir runs/x --config.epochs=1 --config.dataset=mnist_5k
+    python -m experiments.cnn_mnist --config=configs/fashion_mnist_cnn.py --workdir runs/f
 
+`--config=FILE.py` (ml_collections' `config_flags` convention) takes the config from the
+file's `get_config()`; `--config.KEY=VALUE` overrides apply after it.
 Overrides are parsed as Python literals (`1e-3`, `True`, `(64, 64)`), else taken as
 strings; a key the config lacks is a one-line error listing the keys it has.
 `run_experiment` turns any `UserError` into that one line on stderr and exit status 2
@@ -12,7 +15,9 @@ can restart the same command, which resumes.
 """
 
 import ast
+import importlib.util
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +26,8 @@ import ml_collections
 
 from jaxdl.errors import UserError
 
-USAGE = "usage: python -m experiments.NAME [--workdir DIR] [--config.KEY=VALUE ...]"
+USAGE = ("usage: python -m experiments.NAME [--config=FILE.py] [--workdir DIR] "
+         "[--config.KEY=VALUE ...]")
 
 
 def _parse_value(text: str):
@@ -59,47 +65,107 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, str]
     return config
 
 
-def parse_args(argv: list[str], get_config: Callable[[], ml_collections.ConfigDict],
+def load_config_file(path: str) -> ml_collections.ConfigDict:
+    """`get_config()` of a Python config file (`--config=configs/NAME.py`)."""
+    file = Path(path).expanduser()
+    if not file.is_file() or file.suffix != ".py":
+        raise UserError(f"config file {file} not found; pass a .py file with get_config(), "
+                        "e.g. --config=configs/fashion_mnist_cnn.py")
+    spec = importlib.util.spec_from_file_location(f"_jaxdl_config_{file.stem}", file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not callable(getattr(module, "get_config", None)):
+        raise UserError(f"config file {file} has no get_config(); define one that returns "
+                        "an ml_collections.ConfigDict")
+    return module.get_config()
+
+
+def parse_args(argv: list[str], get_config: Callable[[], ml_collections.ConfigDict] | None,
                default_workdir: str):
-    """Parse `--workdir DIR` and `--config.KEY=VALUE` (also `--config.KEY VALUE`)."""
-    config, overrides, workdir = get_config(), {}, default_workdir
-    args = list(argv)
+    """Parse `--config=FILE.py`, `--workdir DIR` and `--config.KEY=VALUE` (also with a space
+    instead of `=`). Without `get_config` (the generic runner) a config file is required."""
+    overrides, workdir, config_file = {}, default_workdir, None
+    args, help_asked = list(argv), False
     while args:
         arg = args.pop(0)
         if arg in ("-h", "--help"):
-            print(USAGE)
-            print(get_config())
-            raise SystemExit(0)
+            help_asked = True
+            continue
         name, eq, value = arg.partition("=")
         if not eq and name.startswith("--") and args and not args[0].startswith("--"):
             value, eq = args.pop(0), "="
         if name == "--workdir" and eq:
             workdir = value
+        elif name == "--config" and eq:
+            config_file = value
         elif name.startswith("--config.") and eq:
             overrides[name[len("--config."):]] = value
         else:
             raise UserError(f"unrecognised argument {arg!r}; {USAGE}")
+    if config_file is None and get_config is None:
+        if help_asked:
+            print(USAGE)
+            raise SystemExit(0)
+        raise UserError("no config given; pass --config=FILE.py (e.g. "
+                        "--config=configs/fashion_mnist_cnn.py)")
+    config = load_config_file(config_file) if config_file is not None else get_config()
+    if help_asked:
+        print(USAGE)
+        print(config)
+        raise SystemExit(0)
+    if not workdir:
+        raise UserError("--workdir is empty; pass a directory for the run, e.g. "
+                        "--workdir runs/x")
     return apply_overrides(config, overrides), Path(workdir)
 
 
-def save_config(config: ml_collections.ConfigDict, workdir: Path) -> Path:
-    workdir.mkdir(parents=True, exist_ok=True)
-    path = workdir / "config.json"
-    path.write_text(json.dumps(config.to_dict(), indent=2, default=list) + "\n")
+def write_json(path: str | Path, data: dict) -> Path:
+    """Write atomically (a temporary name, then a rename): a kill mid-write leaves the old
+    file, never a truncated one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
+    os.replace(tmp, path)
     return path
+
+
+def _json_default(value):
+    if isinstance(value, tuple | set):
+        return list(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def save_config(config: ml_collections.ConfigDict, workdir: Path) -> Path:
+    return write_json(Path(workdir) / "config.json", config.to_dict())
 
 
 def load_config(workdir: str | Path) -> ml_collections.ConfigDict:
     path = Path(workdir) / "config.json"
     if not path.exists():
         raise UserError(f"{path} not found; pass the --workdir of a finished or running experiment")
-    return ml_collections.ConfigDict(json.loads(path.read_text()))
+    return ml_collections.ConfigDict(read_json(path))
+
+
+def read_json(path: str | Path) -> dict:
+    """A small JSON file of a workdir; a damaged one is a one-line error naming it."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UserError(f"{path} is damaged (not valid JSON); restore it or use a fresh "
+                        "--workdir") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} is damaged (holds a {type(data).__name__}, not an object); "
+                        "restore it or use a fresh --workdir")
+    return data
 
 
 def write_results(workdir: Path, results: dict) -> Path:
-    path = Path(workdir) / "results.json"
-    path.write_text(json.dumps(results, indent=2, default=float) + "\n")
-    return path
+    return write_json(Path(workdir) / "results.json", results)
 
 
 def check_workdir(workdir: Path) -> None:
@@ -116,16 +182,21 @@ def check_workdir(workdir: Path) -> None:
 
 def run_experiment(main: Callable, get_config: Callable, default_workdir: str,
                    argv: list[str] | None = None):
-    """Command-line entry: parse, save config.json, run `main(config, workdir)`.
+    """Command-line entry: parse, check the workdir, run `main(config, workdir)` (which saves
+    config.json once the data has resolved its `auto` keys)."""
+    argv = sys.argv[1:] if argv is None else argv
+    return run_main(lambda: parse_args(argv, get_config, default_workdir), main)
+
+
+def run_main(parse: Callable, main: Callable):
+    """`main(*parse())` with the one-line error contract.
 
     UserError: its message on stderr, exit status 2. `Preempted` (a SystemExit, status 0)
     is deliberately not caught: after fit's checkpoint the process ends cleanly.
     """
     try:
-        config, workdir = parse_args(sys.argv[1:] if argv is None else argv, get_config,
-                                     default_workdir)
+        config, workdir = parse()
         check_workdir(workdir)
-        save_config(config, workdir)
         return main(config, workdir)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -101,3 +101,11 @@ def plot_attention(weights: np.ndarray, path: str | Path, *, keys, queries,
     if title:
         ax.set_title(title, fontsize=9)
     return _save(fig, path)
+
+
+def read_png(path: str | Path) -> np.ndarray:
+    """A saved figure as an (H, W, 3) uint8 array (for TensorBoard's image tab)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))

@@ -28,6 +28,7 @@ from jaxdl import cli
 from jaxdl.config import apply_overrides, check_workdir, parse_args, run_experiment
 from jaxdl.data import sources, text
 from jaxdl.data.image_dataset import ImageDataset
+from jaxdl.data.loader import WindowLoader, eval_windows
 from jaxdl.errors import UserError
 from jaxdl.nn.cnn import MyNet
 from jaxdl.nn.recurrent import RecurrentLM, make_cell
@@ -215,10 +216,10 @@ def test_3_generation_with_the_wrong_kind_of_model():
 
 def test_4_text_shorter_than_one_window():
     with pytest.raises(UserError) as e:
-        text.WindowLoader(np.arange(10, dtype=np.int32), 2, 10)
+        WindowLoader(np.arange(10, dtype=np.int32), 2, 10)
     one_line(e, "training text has 10 tokens", "seq_len + 1 = 11", "lower --config.seq_len")
     with pytest.raises(UserError) as e:
-        text.eval_windows(np.arange(3, dtype=np.int32), 8)
+        eval_windows(np.arange(3, dtype=np.int32), 8)
     one_line(e, "validation text has 3 tokens", "--config.val_fraction", "--config.seq_len")
 
 

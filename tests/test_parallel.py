@@ -38,7 +38,7 @@ import pytest
 
 from jaxdl.data import sources, transforms
 from jaxdl.data import text as textdata
-from jaxdl.data.loader import ArrayLoader
+from jaxdl.data.loader import ArrayLoader, WindowLoader
 from jaxdl.errors import UserError
 from jaxdl.nn import MyNet
 from jaxdl.nn.transformer import DecoderLM
@@ -71,7 +71,7 @@ def _init(model, tx, seed, example):
 def _lm_setup(dropout=0.1, batch_size=16, seed=0, batches_per_epoch=10, **loader_kw):
     text = textdata.load_text("tinyshakespeare")[:20000]
     vocab = textdata.make_vocab("char", text)
-    loader = textdata.WindowLoader(vocab.encode(text), batch_size, 16, seed=seed,
+    loader = WindowLoader(vocab.encode(text), batch_size, 16, seed=seed,
                                    batches_per_epoch=batches_per_epoch, **loader_kw)
     model = DecoderLM(len(vocab), num_layers=1, num_heads=2, dim=32, max_len=16,
                       dropout=dropout)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxdl.data import text
-from jaxdl.data.loader import ArrayLoader, Position
+from jaxdl.data.loader import ArrayLoader, Position, WindowLoader, eval_windows
 from jaxdl.errors import UserError
 
 
@@ -54,7 +54,7 @@ def test_simple_sentences_corpus_holds_the_reference_example():
 
 def test_window_loader_is_deterministic_contiguous_and_resumable():
     ids = np.arange(1000, dtype=np.int32)
-    loader = text.WindowLoader(ids, 4, 16, batches_per_epoch=5, seed=7)
+    loader = WindowLoader(ids, 4, 16, batches_per_epoch=5, seed=7)
     batches = list(loader.epoch(0))
     assert len(batches) == 5
     for b in batches:
@@ -62,35 +62,35 @@ def test_window_loader_is_deterministic_contiguous_and_resumable():
         assert b["mask"].tolist() == [1.0] * 4
         np.testing.assert_array_equal(np.diff(b["tokens"], axis=1), 1)  # contiguous windows
         assert b["tokens"].max() < 1000
-    again = list(text.WindowLoader(ids, 4, 16, batches_per_epoch=5, seed=7).epoch(0))
+    again = list(WindowLoader(ids, 4, 16, batches_per_epoch=5, seed=7).epoch(0))
     for a, b in zip(batches, again, strict=True):
         np.testing.assert_array_equal(a["tokens"], b["tokens"])
-    other = next(text.WindowLoader(ids, 4, 16, batches_per_epoch=5, seed=8).epoch(0))
+    other = next(WindowLoader(ids, 4, 16, batches_per_epoch=5, seed=8).epoch(0))
     assert not np.array_equal(other["tokens"], batches[0]["tokens"])
     assert not np.array_equal(next(loader.epoch(1))["tokens"], batches[0]["tokens"])
     assert loader.position(12) == Position(epoch=2, batch=2)
     resumed = list(loader.epoch(0, 3))
     np.testing.assert_array_equal(resumed[0]["tokens"], batches[3]["tokens"])
-    halves = [next(text.WindowLoader(ids, 4, 16, batches_per_epoch=5, seed=7, process_index=p,
+    halves = [next(WindowLoader(ids, 4, 16, batches_per_epoch=5, seed=7, process_index=p,
                                      process_count=2).epoch(0))["tokens"] for p in (0, 1)]
     np.testing.assert_array_equal(np.concatenate(halves), batches[0]["tokens"])
 
 
 def test_window_starts_cover_the_whole_text():
     ids = np.arange(40, dtype=np.int32)
-    loader = text.WindowLoader(ids, 64, 8, batches_per_epoch=20)
+    loader = WindowLoader(ids, 64, 8, batches_per_epoch=20)
     starts = np.concatenate([loader.starts(0, b) for b in range(20)])
     assert starts.min() == 0 and starts.max() == 40 - 9  # the last window ends at the last id
 
 
 def test_eval_windows_are_non_overlapping_and_batch_with_array_loader():
     ids = np.arange(103, dtype=np.int32)
-    windows = text.eval_windows(ids, 10)
+    windows = eval_windows(ids, 10)
     assert windows.shape == (10, 11)
     np.testing.assert_array_equal(windows[:, 0], np.arange(0, 100, 10))
     targets = windows[:, 1:].reshape(-1)
     np.testing.assert_array_equal(targets, np.arange(1, 101))  # each predicted once
-    assert text.eval_windows(ids, 10, max_windows=3).shape == (3, 11)
+    assert eval_windows(ids, 10, max_windows=3).shape == (3, 11)
     batches = list(ArrayLoader({"tokens": windows}, 4, shuffle=False).epoch(0))
     assert [b["mask"].sum() for b in batches] == [4, 4, 2]
 
@@ -110,9 +110,9 @@ def test_bad_text_input_is_a_one_line_user_error(tmp_path):
         text.load_text("nope")
     short = np.arange(10, dtype=np.int32)
     with pytest.raises(UserError, match="fewer than one window.*--config.seq_len") as e:
-        text.WindowLoader(short, 2, 10)
+        WindowLoader(short, 2, 10)
     assert "\n" not in str(e.value)
     with pytest.raises(UserError, match="fewer than one window"):
-        text.eval_windows(short, 32)
+        eval_windows(short, 32)
     with pytest.raises(UserError, match="char or word"):
         text.make_vocab("byte", "abc")

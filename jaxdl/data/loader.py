@@ -1,8 +1,11 @@
-"""Deterministic, resumable batching of in-memory arrays.
+"""Deterministic, resumable batching of in-memory arrays and token streams.
 
 The order of epoch `e` is `default_rng([seed, e]).permutation(n)`: a pure function
 of (seed, epoch), so the data position is just (epoch, batch index) and a resumed
-run sees exactly the batches an uninterrupted run would. Every batch has the same
+run sees exactly the batches an uninterrupted run would. For language models,
+`WindowLoader` draws random contiguous windows of a token stream (offsets a pure function
+of (seed, epoch, batch)) and `eval_windows` cuts a split into non-overlapping windows, to
+batch with `ArrayLoader(shuffle=False)`. Every batch has the same
 shape (one compilation): a short last batch is padded and carries `mask` = 0 on
 the padding, which the task losses exclude. With several processes, each yields
 only its slice of every global batch (`process_index`-th of `process_count`).
@@ -104,3 +107,66 @@ class StepLoader(ArrayLoader):
         for b in range(start, self._batches):
             data_pass, index = divmod(epoch * self._batches + b, self.batches_per_pass)
             yield self.batch(self.order(data_pass), index)
+
+
+def _check_length(ids: np.ndarray, seq_len: int, what: str) -> None:
+    if seq_len < 1:
+        raise UserError(f"seq_len must be >= 1, got {seq_len}; set --config.seq_len")
+    if len(ids) < seq_len + 1:
+        more = ", raise --config.val_fraction" if what.startswith("validation") else ""
+        raise UserError(f"the {what} has {len(ids)} tokens, fewer than one window of "
+                        f"seq_len + 1 = {seq_len + 1}; use a longer text{more} or lower "
+                        "--config.seq_len")
+
+
+class WindowLoader:
+    """Random contiguous windows `tokens` (batch, seq_len + 1) of `ids`, and `mask` (batch,).
+
+    Batch b of epoch e starts its windows at `default_rng([seed, e, b])`-drawn offsets, so
+    the data position is a pure function of the step (exact resume). With several
+    processes, each yields only its slice of every global batch.
+    """
+
+    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, *,
+                 batches_per_epoch: int = 100, seed: int = 0, process_index: int = 0,
+                 process_count: int = 1):
+        self.ids = np.asarray(ids, np.int32)
+        _check_length(self.ids, seq_len, "training text")
+        if batch_size <= 0 or batch_size % process_count:
+            raise UserError(f"batch size {batch_size} must be positive and divisible by the "
+                            f"process count {process_count}; change --config.batch_size")
+        if batches_per_epoch < 1:
+            raise UserError(f"batches_per_epoch must be >= 1, got {batches_per_epoch}")
+        self.batch_size, self.seq_len, self.seed = batch_size, seq_len, seed
+        self.batches_per_epoch = batches_per_epoch
+        self.process_index, self.process_count = process_index, process_count
+        self._offsets = np.arange(seq_len + 1)
+
+    def position(self, step: int) -> Position:
+        return Position(*divmod(int(step), self.batches_per_epoch))
+
+    def starts(self, epoch: int, batch: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, epoch, batch])
+        return rng.integers(0, len(self.ids) - self.seq_len, size=self.batch_size)
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[dict]:
+        local = self.batch_size // self.process_count
+        lo = self.process_index * local
+        for b in range(start, self.batches_per_epoch):
+            starts = self.starts(epoch, b)[lo:lo + local]
+            yield {"tokens": self.ids[starts[:, None] + self._offsets],
+                   "mask": np.ones(local, np.float32)}
+
+
+def eval_windows(ids: np.ndarray, seq_len: int, max_windows: int = 0) -> np.ndarray:
+    """Non-overlapping windows (n, seq_len + 1) from the start of `ids`; at most `max_windows`.
+
+    Window k covers ids[k*seq_len : k*seq_len + seq_len + 1], so every id after the first
+    is predicted exactly once (each window from a fresh state).
+    """
+    ids = np.asarray(ids, np.int32)
+    _check_length(ids, seq_len, "validation text")
+    n = (len(ids) - 1) // seq_len
+    if max_windows:
+        n = min(n, max_windows)
+    return ids[np.arange(n)[:, None] * seq_len + np.arange(seq_len + 1)]

@@ -5,20 +5,15 @@
 - `CharVocab` (one id per distinct character, sorted, as nanoGPT's `shakespeare_char`) and
   `WordVocab` (lower-cased words and punctuation, id 0 = `<unk>`): `encode` / `decode`.
 - `train_val_split`: the first 90% of the ids train, the rest validate (nanoGPT's split).
-- `WindowLoader`: random contiguous windows `tokens` (batch, seq_len + 1) for training; an
-  "epoch" is `batches_per_epoch` batches whose start offsets are a pure function of
-  (seed, epoch, batch), so `fit` resumes exactly. `eval_windows`: the deterministic,
-  non-overlapping windows of a split, to batch with `ArrayLoader(shuffle=False)`.
+The loaders of token streams (`WindowLoader`, `eval_windows`) are in `jaxdl.data.loader`.
 """
 
 import collections
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from jaxdl.data.loader import Position
 from jaxdl.errors import UserError
 
 EMBEDDED_DIR = Path(__file__).resolve().parent / "embedded"
@@ -118,66 +113,3 @@ def train_val_split(ids: np.ndarray, val_fraction: float = 0.1):
         raise UserError(f"val_fraction must be in [0, 1), got {val_fraction}; e.g. 0.1")
     n = int(len(ids) * (1.0 - val_fraction))
     return ids[:n], ids[n:]
-
-
-def _check_length(ids: np.ndarray, seq_len: int, what: str) -> None:
-    if seq_len < 1:
-        raise UserError(f"seq_len must be >= 1, got {seq_len}; set --config.seq_len")
-    if len(ids) < seq_len + 1:
-        more = ", raise --config.val_fraction" if what.startswith("validation") else ""
-        raise UserError(f"the {what} has {len(ids)} tokens, fewer than one window of "
-                        f"seq_len + 1 = {seq_len + 1}; use a longer text{more} or lower "
-                        "--config.seq_len")
-
-
-class WindowLoader:
-    """Random contiguous windows `tokens` (batch, seq_len + 1) of `ids`, and `mask` (batch,).
-
-    Batch b of epoch e starts its windows at `default_rng([seed, e, b])`-drawn offsets, so
-    the data position is a pure function of the step (exact resume). With several
-    processes, each yields only its slice of every global batch.
-    """
-
-    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, *,
-                 batches_per_epoch: int = 100, seed: int = 0, process_index: int = 0,
-                 process_count: int = 1):
-        self.ids = np.asarray(ids, np.int32)
-        _check_length(self.ids, seq_len, "training text")
-        if batch_size <= 0 or batch_size % process_count:
-            raise UserError(f"batch size {batch_size} must be positive and divisible by the "
-                            f"process count {process_count}; change --config.batch_size")
-        if batches_per_epoch < 1:
-            raise UserError(f"batches_per_epoch must be >= 1, got {batches_per_epoch}")
-        self.batch_size, self.seq_len, self.seed = batch_size, seq_len, seed
-        self.batches_per_epoch = batches_per_epoch
-        self.process_index, self.process_count = process_index, process_count
-        self._offsets = np.arange(seq_len + 1)
-
-    def position(self, step: int) -> Position:
-        return Position(*divmod(int(step), self.batches_per_epoch))
-
-    def starts(self, epoch: int, batch: int) -> np.ndarray:
-        rng = np.random.default_rng([self.seed, epoch, batch])
-        return rng.integers(0, len(self.ids) - self.seq_len, size=self.batch_size)
-
-    def epoch(self, epoch: int, start: int = 0) -> Iterator[dict]:
-        local = self.batch_size // self.process_count
-        lo = self.process_index * local
-        for b in range(start, self.batches_per_epoch):
-            starts = self.starts(epoch, b)[lo:lo + local]
-            yield {"tokens": self.ids[starts[:, None] + self._offsets],
-                   "mask": np.ones(local, np.float32)}
-
-
-def eval_windows(ids: np.ndarray, seq_len: int, max_windows: int = 0) -> np.ndarray:
-    """Non-overlapping windows (n, seq_len + 1) from the start of `ids`; at most `max_windows`.
-
-    Window k covers ids[k*seq_len : k*seq_len + seq_len + 1], so every id after the first
-    is predicted exactly once (each window from a fresh state).
-    """
-    ids = np.asarray(ids, np.int32)
-    _check_length(ids, seq_len, "validation text")
-    n = (len(ids) - 1) // seq_len
-    if max_windows:
-        n = min(n, max_windows)
-    return ids[np.arange(n)[:, None] * seq_len + np.arange(seq_len + 1)]

@@ -33,16 +33,3 @@ class TextToImage(nn.Module):
     def __call__(self, x, t, tokens, *, train: bool = False):
         context, mask = self.encode(tokens, train=train)
         return self.denoise(x, t, context, mask, train=train)
-
-
-def text_to_image_model(config, vocab_size: int) -> TextToImage:
-    """Build the model from a run's config (the fields of `experiments/diffusion_text2img.py`)."""
-    encoder = Encoder(vocab_size, num_layers=config.text_layers, num_heads=config.text_heads,
-                      dim=config.text_dim, max_len=config.max_prompt_len, pad_id=0,
-                      positional="learned")
-    unet = UNet(channels=tuple(config.channels), num_res_blocks=config.num_res_blocks,
-                attention_levels=tuple(config.attention_levels),
-                cross_attention_levels=tuple(config.cross_attention_levels),
-                num_heads=config.num_heads, groups=config.groups, dropout=config.dropout,
-                num_timesteps=config.num_timesteps)
-    return TextToImage(encoder=encoder, unet=unet, pooled_text=config.get("pooled_text", True))

@@ -2,7 +2,8 @@
 
 Runs the jitted train step over a loader for a number of epochs (or steps), with a
 tqdm bar per epoch, the reference's `[Epoch N] loss = X | accuracy = Y%` line, an
-orbax checkpoint at each epoch end (and every `checkpoint_every` steps), and
+orbax checkpoint at each epoch end (and every `checkpoint_every` steps), evaluators every
+N steps, per-step scalars to `metrics.jsonl` and TensorBoard (`jaxdl.train.writer`), and
 resumption from the latest checkpoint in the workdir. A loader is anything with
 `batches_per_epoch`, `position(step)` and `epoch(epoch, start) -> iterator of batches`
 (see `jaxdl.data.loader`); the data position is derived from the step, so a resumed run
@@ -10,6 +11,10 @@ continues with exactly the batch an uninterrupted run would have taken. Each che
 records that position (and the loader's batch size, size and seed), and a resume whose
 loader disagrees is a UserError. The metric sums of an epoch cut short are saved too, so
 the curves of a resumed run are those of an uninterrupted one.
+
+Evaluators (`Evaluator(name, every, fn)`) run after step `every`, `2 * every`, ... and
+before that step's checkpoint, so a resumed run evaluates exactly the steps it has not
+evaluated yet; `fn(state, step, writer)` returns scalars, logged as `name/key`.
 
 Preemption: a SIGTERM (or, after `jax.distributed.initialize`, JAX's preemption sync
 point, reached by every process at the same step) makes fit save a checkpoint at the
@@ -22,10 +27,10 @@ save, and the whole state is checked before it is saved, so no checkpoint ever h
 non-finite state and none is written after the divergence: the last good one is kept.
 """
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -33,41 +38,23 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxdl.train.checkpoint import Checkpointer, check_data_position, data_position
+from jaxdl.train.compile import compile_step, train_compiler_options
 from jaxdl.train.guards import FiniteGuard, NonFiniteLoss, Preempted, PreemptionWatch
-
-__all__ = ["NonFiniteLoss", "Preempted", "compile_step", "evaluate", "fit", "predict"]
 from jaxdl.train.step import reduce_metrics
+from jaxdl.train.writer import MetricWriter
 
-# XLA:CPU's default YNNPACK fusions (elementwise ops fused around library kernels) slow
-# the backward passes: measured here, alone, at batch 64, train steps with only YNNPACK's
-# individual dots and reductions run 1.6x faster for MyNet (197 vs 120 img/s) and 1.25x
-# for the diffusion UNet; the LMs are unchanged (switching YNNPACK off entirely would make
-# the LSTM 1.7x slower). Eval and generation keep XLA's default, which is faster for
-# inference (DESIGN, known traps; README, Benchmarks).
-CPU_TRAIN_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type":
-                              "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
-AUTO = "auto"  # compile_step's default: jaxdl's train-step options for this backend
+__all__ = ["Evaluator", "NonFiniteLoss", "Preempted", "compile_step", "evaluate", "fit",
+           "predict", "train_compiler_options"]
+LOG_EVERY = 50  # default steps between logged scalar rows
 
 
-def compile_step(step_fn: Callable, *, donate: bool = True,
-                 compiler_options: dict | str | None = AUTO, **jit_kwargs) -> Callable:
-    """jit the step, donating the state's buffers (it is replaced by the new state).
-
-    `compiler_options` are XLA options for this function alone (`jax.jit`'s own
-    `compiler_options`), so a train step and an eval step can each take their faster path:
-    "auto" (the default, for train steps) is `train_compiler_options()`; None or {} keeps
-    XLA's defaults (what eval steps want). The result is a plain `jax.jit` function, with
-    jit's C++ dispatch: an earlier per-call Python wrapper cost ~3 ms a step (LM, CPU).
-    """
-    if compiler_options == AUTO:
-        compiler_options = train_compiler_options()
-    return jax.jit(step_fn, donate_argnums=(0,) if donate else (),
-                   compiler_options=compiler_options or None, **jit_kwargs)
-
-
-def train_compiler_options() -> dict | None:
-    """The options jaxdl sets for train steps on this backend (CPU only, for now)."""
-    return CPU_TRAIN_COMPILER_OPTIONS if jax.default_backend() == "cpu" else None
+class Evaluator(NamedTuple):
+    """`fn(state, step, writer) -> {metric: scalar}`, run by fit every `every` steps (and
+    after the last step with `at_end`)."""
+    name: str
+    every: int
+    fn: Callable
+    at_end: bool = False
 
 
 def epoch_line(epoch: int, metrics: dict) -> str:
@@ -97,7 +84,8 @@ def _sums_from_json(saved: dict):
 def fit(state, train_step: Callable, loader, *, workdir: str | Path, epochs: int | None = None,
         num_steps: int | None = None, checkpoint_every: int | None = None, max_to_keep: int = 3,
         put_batch: Callable = lambda b: b, verbose: bool = True, block_every_step: bool = False,
-        check_every: int = 20):
+        check_every: int = 20, evaluators=(), log_every: int | None = LOG_EVERY,
+        learning_rate: Callable | float | None = None, log: bool = True):
     """Train `state` with the (already jitted) `train_step`; returns `(state, history)`.
 
     history: a list of per-epoch dicts (`epoch`, `loss`, `accuracy`, `seconds`, ...),
@@ -107,27 +95,33 @@ def fit(state, train_step: Callable, loader, *, workdir: str | Path, epochs: int
     each step's result, needed on CPU with several devices (see DESIGN's known traps).
     `check_every`: steps between the host syncs that check the loss is finite (and update
     the progress bar); the loss is also checked before every save.
+    `log_every`: steps between rows of `train/loss` (and accuracy, learning rate,
+    throughput) in `metrics.jsonl` and the event files (None: epoch rows only); `log`
+    False writes neither (a helper run inside another run's workdir).
+    `learning_rate`: the optax schedule (or constant), logged as `train/learning_rate`.
     Raises `Preempted` (exit status 0) after saving when preempted, `NonFiniteLoss` (a
     UserError) when the loss diverges, and a UserError when the checkpoint in `workdir`
     was saved with another loader (batch size, data, seed).
     """
     per_epoch = loader.batches_per_epoch
     total = num_steps if num_steps is not None else (epochs or 1) * per_epoch
-    check_every = max(int(check_every), 1)
     workdir = Path(workdir)
     is_main = jax.process_index() == 0
     watch = PreemptionWatch()
     with watch:
         ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=max_to_keep, cleanup=True)
+        loop = _Loop(loader, ckpt, watch, workdir=workdir, total=total,
+                     checkpoint_every=checkpoint_every, put_batch=put_batch,
+                     verbose=verbose and is_main, block_every_step=block_every_step,
+                     check_every=max(int(check_every), 1), evaluators=tuple(evaluators),
+                     log_every=log_every, learning_rate=learning_rate,
+                     log=log and is_main)
         try:
-            state, history = _fit(state, train_step, loader, ckpt, watch, workdir=workdir,
-                                  total=total, checkpoint_every=checkpoint_every,
-                                  put_batch=put_batch, verbose=verbose,
-                                  block_every_step=block_every_step, check_every=check_every,
-                                  is_main=is_main)
+            state, history = loop.run(state, train_step)
         finally:
+            loop.writer.close()
             ckpt.close()  # waits for the last save
-    if watch.received:  # _fit saved at the step boundary (or had just saved its last step)
+    if watch.received:  # the loop saved at the step boundary (or had just saved its last step)
         preempted = Preempted(int(jax.device_get(state.step)), ckpt.directory)
         if is_main:
             print(f"Preemption notice: {preempted}.", flush=True)
@@ -135,74 +129,126 @@ def fit(state, train_step: Callable, loader, *, workdir: str | Path, epochs: int
     return state, history
 
 
-def _fit(state, train_step, loader, ckpt, watch, *, workdir, total, checkpoint_every, put_batch,
-         verbose, block_every_step, check_every, is_main):
-    per_epoch = loader.batches_per_epoch
-    history: list[dict] = []  # completed epochs (and rows of older checkpoints as they were)
-    carry = None  # metric sums and seconds of an epoch the checkpoint was saved inside
-    restored = ckpt.restore_latest(state)
-    if restored is not None:
-        state, meta, step = restored
-        check_data_position(meta, loader, step, ckpt.directory)
-        history = list(meta.get("history", []))
-        carry = meta.get("epoch_so_far")
-        pos = loader.position(step)
-        _say(verbose and is_main, f"Resuming from checkpoint step {step} in {ckpt.directory} "
-                                  f"(epoch {pos.epoch + 1}, batch {pos.batch}).")
-    step = int(jax.device_get(state.step))
-    guard = FiniteGuard(ckpt, step if restored is not None else None)
+class _Loop:
+    """fit's state between steps: history, guard, writer, the scalar window."""
 
-    def meta(step, sums=None, seconds=0.0):
+    def __init__(self, loader, ckpt, watch, *, workdir, total, checkpoint_every, put_batch,
+                 verbose, block_every_step, check_every, evaluators, log_every, learning_rate,
+                 log):
+        self.loader, self.ckpt, self.watch = loader, ckpt, watch
+        self.workdir, self.total, self.checkpoint_every = workdir, total, checkpoint_every
+        self.put_batch, self.verbose, self.block = put_batch, verbose, block_every_step
+        self.check_every, self.evaluators = check_every, evaluators
+        self.log_every, self.learning_rate, self.log = log_every, learning_rate, log
+        self.history: list[dict] = []  # completed epochs (and rows of older checkpoints)
+        self.writer = MetricWriter(workdir, enabled=False)
+
+    def meta(self, step, sums=None, seconds=0.0):
         # copies: orbax may serialise the JSON in its background thread, after more appends
-        out = {"history": list(history), "data": data_position(loader, step)}
-        if sums is not None and loader.position(step).batch:
+        out = {"history": list(self.history), "data": data_position(self.loader, step)}
+        if sums is not None and self.loader.position(step).batch:
             out["epoch_so_far"] = {"sums": _sums_to_json(sums), "seconds": seconds}
         return out
 
-    partial, stop = [], False
-    while step < total and not stop:
-        pos = loader.position(step)
-        n_batches = min(per_epoch - pos.batch, total - step)
-        sums, seconds0 = None, 0.0
-        if carry is not None and pos.batch:
-            sums, seconds0 = _sums_from_json(carry["sums"]), float(carry.get("seconds", 0.0))
-        carry = None
-        t0 = time.perf_counter()
-        bar = tqdm(total=n_batches, desc=f"Epoch {pos.epoch + 1}", leave=False,
-                   disable=not (verbose and is_main))
-        for i, batch in enumerate(loader.epoch(pos.epoch, pos.batch)):
-            state, metrics = train_step(state, put_batch(batch))
-            sums = _add(sums, metrics)
-            step += 1
-            guard.add(step, metrics)
-            if block_every_step:
-                jax.block_until_ready(metrics)
-            if i % check_every == 0 or i == n_batches - 1:
-                loss = guard.check()
-                if loss is not None:
-                    bar.set_postfix(loss=f"{loss:.4f}")
-            bar.update(1)
-            stop = watch.reached(step)  # asked at every step (the multi-host sync point)
-            if stop or i == n_batches - 1:
-                break  # saved below
-            if checkpoint_every and step % checkpoint_every == 0:
-                guard.save(step, state, meta(step, sums, seconds0 + time.perf_counter() - t0))
-        bar.close()
-        seconds = seconds0 + time.perf_counter() - t0
-        epoch_done = loader.position(step).batch == 0
-        guard.check()
-        summary = reduce_metrics(jax.device_get(sums))
-        summary.update(epoch=pos.epoch + 1, step=step, seconds=seconds, partial=not epoch_done)
-        if epoch_done:
-            history.append(summary)
-            _say(verbose and is_main, epoch_line(pos.epoch + 1, summary))
-            guard.save(step, state, meta(step))
-        else:  # stopped inside the epoch: its sums go into the checkpoint, not the history
-            partial = [summary]
-            guard.save(step, state, meta(step, sums, seconds))
-    if is_main:
-        _write_jsonl(workdir / "metrics.jsonl", history + partial)
-    return state, history + partial
+    def run(self, state, train_step):
+        loader, per_epoch = self.loader, self.loader.batches_per_epoch
+        carry = None  # metric sums and seconds of an epoch the checkpoint was saved inside
+        restored = self.ckpt.restore_latest(state)
+        if restored is not None:
+            state, meta, step = restored
+            check_data_position(meta, loader, step, self.ckpt.directory)
+            self.history = list(meta.get("history", []))
+            carry = meta.get("epoch_so_far")
+            pos = loader.position(step)
+            _say(self.verbose, f"Resuming from checkpoint step {step} in {self.ckpt.directory} "
+                               f"(epoch {pos.epoch + 1}, batch {pos.batch}).")
+        step = int(jax.device_get(state.step))
+        self.writer = MetricWriter(self.workdir, resume_step=step, enabled=self.log)
+        self.guard = FiniteGuard(self.ckpt, step if restored is not None else None)
+        partial, stop = [], False
+        while step < self.total and not stop:
+            pos = loader.position(step)
+            n_batches = min(per_epoch - pos.batch, self.total - step)
+            sums, seconds0 = None, 0.0
+            if carry is not None and pos.batch:
+                sums = _sums_from_json(carry["sums"])
+                seconds0 = float(carry.get("seconds", 0.0))
+            carry = None
+            self.t0 = time.perf_counter()
+            self._window_start(self.t0)
+            bar = tqdm(total=n_batches, desc=f"Epoch {pos.epoch + 1}", leave=False,
+                       disable=not self.verbose)
+            try:
+                for i, batch in enumerate(loader.epoch(pos.epoch, pos.batch)):
+                    state, metrics = train_step(state, self.put_batch(batch))
+                    sums, self.window = _add(sums, metrics), _add(self.window, metrics)
+                    step += 1
+                    self.guard.add(step, metrics)
+                    if self.block:
+                        jax.block_until_ready(metrics)
+                    if i % self.check_every == 0 or i == n_batches - 1:
+                        loss = self.guard.check()
+                        if loss is not None:
+                            bar.set_postfix(loss=f"{loss:.4f}")
+                    bar.update(1)
+                    if self.log_every and (step % self.log_every == 0 or step == self.total):
+                        self._log_window(step)
+                    self._evaluate(state, step)
+                    stop = self.watch.reached(step)  # asked every step (the multi-host sync)
+                    if stop or i == n_batches - 1:
+                        break  # saved below
+                    if self.checkpoint_every and step % self.checkpoint_every == 0:
+                        elapsed = seconds0 + time.perf_counter() - self.t0
+                        self.guard.save(step, state, self.meta(step, sums, elapsed))
+            finally:
+                bar.close()  # before any message: an error line never shares the bar's line
+            seconds = seconds0 + time.perf_counter() - self.t0
+            epoch_done = loader.position(step).batch == 0
+            self.guard.check()
+            summary = reduce_metrics(jax.device_get(sums))
+            summary.update(epoch=pos.epoch + 1, step=step, seconds=seconds,
+                           partial=not epoch_done)
+            if epoch_done:
+                self.history.append(summary)
+                _say(self.verbose, epoch_line(pos.epoch + 1, summary))
+                self.writer.scalars(step, {"epoch": pos.epoch + 1, **{
+                    f"epoch/{k}": v for k, v in summary.items() if k not in ("epoch", "step")}})
+                self.guard.save(step, state, self.meta(step))
+            else:  # stopped inside the epoch: its sums go into the checkpoint, not the history
+                partial = [summary]
+                self.guard.save(step, state, self.meta(step, sums, seconds))
+        return state, self.history + partial
+
+    def _window_start(self, now: float) -> None:
+        self.window, self.window_t0 = None, now
+
+    def _log_window(self, step: int) -> None:
+        if self.window is None:
+            return
+        self.guard.check()  # nothing non-finite is logged
+        now = time.perf_counter()
+        sums = jax.device_get(self.window)
+        values = {f"train/{k}": v for k, v in reduce_metrics(sums).items() if k != "count"}
+        seconds = max(now - self.window_t0, 1e-9)
+        values["train/throughput"] = float(sums.get("count", 0.0)) / seconds
+        if self.learning_rate is not None:
+            lr = self.learning_rate
+            values["train/learning_rate"] = float(lr(max(step - 1, 0)) if callable(lr) else lr)
+        self.writer.scalars(step, values)
+        self._window_start(now)
+
+    def _evaluate(self, state, step: int) -> None:
+        due = [e for e in self.evaluators if (e.every and step % e.every == 0)
+               or (e.at_end and step == self.total)]
+        if not due:
+            return
+        t = time.perf_counter()
+        for e in due:
+            values = e.fn(state, step, self.writer)
+            self.writer.scalars(step, {f"{e.name}/{k}": v for k, v in values.items()})
+        spent = time.perf_counter() - t  # evaluation time is not training time
+        self.t0 += spent
+        self.window_t0 += spent
 
 
 def evaluate(eval_step: Callable, state, loader, *, put_batch: Callable = lambda b: b) -> dict:
@@ -218,13 +264,13 @@ def predict(predict_fn: Callable, state, loader, *, put_batch: Callable = lambda
     outputs = []
     for batch in loader.epoch(0):
         out = np.asarray(jax.device_get(predict_fn(state, put_batch(batch))))
-        outputs.append(out[np.asarray(batch["mask"]) > 0])
+        mask = np.asarray(batch["mask"])
+        if len(out) != len(mask):  # a global output of process-local batches
+            from jax.experimental import multihost_utils
+
+            mask = np.asarray(multihost_utils.process_allgather(mask, tiled=True))
+        outputs.append(out[mask > 0])
     return np.concatenate(outputs)
-
-
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
 def _say(verbose: bool, text: str) -> None:

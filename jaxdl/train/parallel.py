@@ -152,7 +152,7 @@ def place_training(state, train_step: Callable, mesh: Mesh | None, *,
     """`(state, compiled step, fit keywords)`: one device (`mesh` None) or data-parallel
     on the mesh, so every experiment takes either path with the same three lines."""
     if mesh is None:
-        from jaxdl.train.loop import compile_step
+        from jaxdl.train.compile import compile_step
 
         return state, compile_step(train_step, compiler_options=compiler_options), {}
     step = compile_sharded_train_step(train_step, mesh, compiler_options=compiler_options)
@@ -251,7 +251,7 @@ def compile_sharded_train_step(train_step: Callable, mesh: Mesh, *,
     State in and out replicated (its buffers donated), batch split along `data`, metrics
     replicated (global sums). Build the step with `make_train_step` and no `axis_name`.
     """
-    from jaxdl.train.loop import compile_step  # here: keeps `import jaxdl.train` light
+    from jaxdl.train.compile import compile_step
 
     rep, data = replicated(mesh), data_sharding(mesh)
     return compile_step(train_step, donate=True, compiler_options=compiler_options,
@@ -261,7 +261,7 @@ def compile_sharded_train_step(train_step: Callable, mesh: Mesh, *,
 def compile_sharded_eval_step(eval_step: Callable, mesh: Mesh, *,
                               compiler_options: dict | None = None) -> Callable:
     """jit `eval_step(state, batch) -> metrics` over the mesh (nothing donated)."""
-    from jaxdl.train.loop import compile_step
+    from jaxdl.train.compile import compile_step
 
     rep, data = replicated(mesh), data_sharding(mesh)
     return compile_step(eval_step, donate=False, compiler_options=compiler_options,

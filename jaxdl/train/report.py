@@ -15,8 +15,8 @@ from jaxdl import metrics, plots
 from jaxdl.train.loop import predict
 
 
-def make_logits_fn(model, preprocess=None, input_key: str = "image"):
-    """`(state, batch) -> logits` in eval mode (no dropout, no augmentation)."""
+def logits_function(model, preprocess=None, input_key: str = "image"):
+    """`(state, batch) -> logits` in eval mode (no dropout, no augmentation); jit or shard it."""
 
     def logits_fn(state, batch):
         if preprocess is not None:
@@ -26,13 +26,19 @@ def make_logits_fn(model, preprocess=None, input_key: str = "image"):
             variables["batch_stats"] = state.batch_stats
         return model.apply(variables, batch[input_key], train=False)
 
-    return jax.jit(logits_fn)
+    return logits_fn
+
+
+def make_logits_fn(model, preprocess=None, input_key: str = "image"):
+    """`logits_function`, jitted for one device."""
+    return jax.jit(logits_function(model, preprocess, input_key))
 
 
 def classification_report(logits_fn, state, loader, *, num_classes: int, class_names=None,
-                          workdir: Path | None = None, verbose: bool = True) -> dict:
+                          workdir: Path | None = None, verbose: bool = True,
+                          put_batch=lambda b: b) -> dict:
     """Evaluate on every example of `loader`; print and return the reference's test summary."""
-    logits = predict(logits_fn, state, loader)
+    logits = predict(logits_fn, state, loader, put_batch=put_batch)
     labels = np.concatenate([b["label"][b["mask"] > 0] for b in loader.epoch(0)])
     preds = logits.argmax(-1)
     test_loss = float(np.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels)))

@@ -1,0 +1,153 @@
+"""What a recipe is: a family's default config, `build(config, data) -> Task`, its data, its
+evaluators and its predict/sample functions. The runner (`jaxdl.run`) and the `jaxdl`
+command know a family only through this interface, so a workdir's `config.json` (which
+names its recipe) is all they need to rebuild the run.
+"""
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+
+from jaxdl.errors import UserError
+from jaxdl.train import create_train_state, make_eval_step, parallel
+from jaxdl.train.compile import compile_eval
+
+
+def base_config(recipe: str) -> ml_collections.ConfigDict:
+    """The keys every recipe has; the runner reads them."""
+    c = ml_collections.ConfigDict()
+    c.recipe = recipe  # which family: names the workdir's recipe in config.json
+    c.seed = 0  # seeds the initialisation, the batch order and every random draw
+    c.devices = 1  # 1: one device; 0: all devices of all processes (batches split); n: first n
+    c.distributed = False  # join a multi-host run (TPU VMs: nothing else to set)
+    c.log_every = 50  # steps between train/* scalar rows (metrics.jsonl, TensorBoard)
+    c.checkpoint_every = 0  # steps between checkpoints besides each epoch end (0: none)
+    return c
+
+
+def count_params(params) -> int:
+    """Number of scalars in a parameter pytree (or the params of a TrainState)."""
+    return int(sum(np.prod(np.shape(x)) for x in jax.tree.leaves(params)))
+
+
+@dataclasses.dataclass
+class Task:
+    """A built run: the model, what it learns, how, and its initial state."""
+    model: Any
+    loss_fn: Callable  # task_loss(params, batch, rng, model, train) -> (loss, metrics)
+    tx: optax.GradientTransformation
+    example: Any  # example model input(s): an array or a tuple of positional inputs
+    preprocess: Callable | None = None  # on device, inside the step: (batch, rng, train)
+    learning_rate: Callable | float | None = None  # the schedule, for the logs
+    ema_decay: float | None = None
+    jit_init: bool = False  # initialise in one compiled call (big models) or op by op
+    extra: dict = dataclasses.field(default_factory=dict)  # family specifics (vocab, ...)
+
+    def _init(self, rng):
+        return create_train_state(self.model, self.tx, rng, self.example,
+                                  ema_decay=self.ema_decay)
+
+    def init_state(self, seed: int):
+        rng = jax.random.PRNGKey(seed)
+        return jax.jit(self._init)(rng) if self.jit_init else self._init(rng)
+
+    def abstract_state(self, seed: int = 0):
+        """Shapes and dtypes only: the template a restore needs, nothing computed."""
+        return jax.eval_shape(self._init, jax.random.PRNGKey(seed))
+
+
+@dataclasses.dataclass
+class Context:
+    """Where the runner's evaluators run: the mesh (or None), the workdir, who writes."""
+    mesh: Any = None
+    workdir: Any = None  # the run's workdir (Path)
+    is_main: bool = True
+    verbose: bool = True
+    figures: bool = True  # write figures into the workdir (training: yes; `jaxdl eval`: no)
+
+    def put_batch(self, batch):
+        return batch if self.mesh is None else parallel.shard_batch(batch, self.mesh)
+
+    def compile_eval(self, fn: Callable) -> Callable:
+        """`fn(state, batch) -> out` jitted for this context's mesh (XLA's eval options)."""
+        if self.mesh is None:
+            return compile_eval(fn)
+        return parallel.compile_sharded_eval_step(fn, self.mesh)
+
+    def eval_step(self, task: Task, **kw) -> Callable:
+        return self.compile_eval(make_eval_step(task.loss_fn, task.model,
+                                                preprocess=task.preprocess, **kw))
+
+    def eval_batch_size(self, size: int, n: int) -> int:
+        """At most `n` (no batch larger than the split) and a multiple of the devices."""
+        k = 1 if self.mesh is None else self.mesh.devices.size
+        size = max(min(size, n), 1)
+        return -(-size // k) * k
+
+    def say(self, text: str) -> None:
+        """Print from process 0 (through tqdm, so a running progress bar stays whole)."""
+        if self.is_main and self.verbose:
+            from tqdm.auto import tqdm
+
+            tqdm.write(text)
+
+
+class Recipe:
+    """One family. Subclasses set `name`, `description` and implement the methods below."""
+
+    name = ""
+    description = ""
+    samples = False  # `jaxdl sample` applies
+    predicts = False  # `jaxdl predict` applies (image classifiers)
+
+    def get_config(self) -> ml_collections.ConfigDict:
+        raise NotImplementedError
+
+    def load_data(self, config):
+        """Everything read from disk or generated; may resolve `auto` keys in `config`."""
+        raise NotImplementedError
+
+    def build(self, config, data) -> Task:
+        raise NotImplementedError
+
+    def train_loader(self, config, data, *, process_index: int = 0, process_count: int = 1):
+        raise NotImplementedError
+
+    def training_length(self, config) -> dict:
+        """fit's `epochs` or `num_steps`."""
+        if "epochs" in config:
+            return {"epochs": config.epochs}
+        return {"num_steps": config.num_steps}
+
+    def evaluators(self, config, task: Task, data, ctx: Context) -> list:
+        """fit's periodic evaluators (`jaxdl.train.loop.Evaluator`)."""
+        return []
+
+    def evaluate(self, config, task: Task, data, state, ctx: Context) -> dict:
+        """The final metrics: in `results.json` after training and in `eval.json` from
+        `jaxdl eval` (same checkpoint, same numbers)."""
+        raise NotImplementedError
+
+    def report(self, config, task: Task, data, state, history: list, ctx: Context,
+               writer) -> dict:
+        """After training: figures, TensorBoard images/text, and results beyond `evaluate`."""
+        return {}
+
+    def sample(self, config, task: Task, data, state, *, prompt, num, seed, out) -> str:
+        raise UserError(f"`jaxdl sample` does not apply to a {self.name} run; "
+                        "use `jaxdl eval` or `jaxdl predict`")
+
+    def predict(self, config, task: Task, data, state, images: list) -> list:
+        raise UserError(f"`jaxdl predict` applies to image classifiers, not to a {self.name} "
+                        "run; use `jaxdl sample` or `jaxdl eval`")
+
+
+def steady_rate(history: list[dict]) -> float:
+    """`count` per second over the epochs after the first (which includes compilation)."""
+    steady = history[1:] if len(history) > 1 else history
+    return sum(r["count"] for r in steady) / max(sum(r["seconds"] for r in steady), 1e-9)

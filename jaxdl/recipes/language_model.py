@@ -1,0 +1,145 @@
+"""What the recurrent and the decoder-only language models share: text, vocabulary and
+nanoGPT's 90/10 split, random training windows, validation on every non-overlapping
+window of the val split (each from a fresh state), and a sample from a prompt.
+
+A subclass gives the model and optimizer (`build`) and its generator (`generate`).
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdl import plots
+from jaxdl.data import text as textdata
+from jaxdl.data.loader import ArrayLoader, WindowLoader, eval_windows
+from jaxdl.errors import UserError
+from jaxdl.recipes.base import Recipe, base_config, steady_rate
+from jaxdl.tasks import language
+from jaxdl.train.loop import evaluate
+
+
+@dataclasses.dataclass
+class TextData:
+    vocab: object
+    train_ids: np.ndarray
+    val_ids: np.ndarray
+    level: str = "char"
+
+    @property
+    def sep(self) -> str:  # between the prompt and its continuation, when printed
+        return "" if self.level == "char" else " "
+
+
+def text_config(recipe: str):
+    """The text, sampling and evaluation keys of every LM recipe."""
+    c = base_config(recipe)
+    c.text = "tinyshakespeare"  # embedded corpus: tinyshakespeare | simple_sentences
+    c.text_path = ""  # any UTF-8 text file; overrides `text`
+    c.val_fraction = 0.1  # nanoGPT's split: the first 90% trains, the rest validates
+    c.eval_batch_size = 256
+    c.val_windows = 0  # 0: every non-overlapping window of the val split
+    c.eval_every = 0  # steps between validation passes during training (0: at the end)
+    c.prompt = "ROMEO:"
+    c.sample_tokens = 300
+    c.temperature = 0.8  # 0: greedy
+    c.top_k = 0  # 0: sample from the whole vocabulary
+    return c
+
+
+class LanguageModel(Recipe):
+    samples = True
+    level_key = None  # config key of the text level (char | word), where the recipe has one
+
+    def load_data(self, config) -> TextData:
+        """The corpus as ids, the vocabulary built on the whole text (as nanoGPT's)."""
+        text = textdata.load_text(config.text, config.text_path)
+        level = config[self.level_key] if self.level_key else "char"
+        vocab = textdata.make_vocab(level, text)
+        train_ids, val_ids = textdata.train_val_split(vocab.encode(text), config.val_fraction)
+        vocab.encode(config.prompt)  # an unknown character fails now, not after training
+        return TextData(vocab, train_ids, val_ids, level)
+
+    def train_loader(self, config, data, **shard):
+        print(f"Training on {len(data.train_ids):,} {data.level} tokens, validating on "
+              f"{len(data.val_ids):,}; vocabulary {len(data.vocab)}.")
+        return WindowLoader(data.train_ids, config.batch_size, config.seq_len,
+                            batches_per_epoch=config.batches_per_epoch, seed=config.seed,
+                            **shard)
+
+    def val_loader(self, config, data, ctx) -> ArrayLoader:
+        windows = eval_windows(data.val_ids, config.seq_len, config.val_windows)
+        return ArrayLoader({"tokens": windows},
+                           ctx.eval_batch_size(config.eval_batch_size, len(windows)),
+                           shuffle=False)
+
+    def validate(self, config, task, data, state, ctx) -> dict:
+        return language.lm_metrics(evaluate(ctx.eval_step(task), state,
+                                            self.val_loader(config, data, ctx),
+                                            put_batch=ctx.put_batch))
+
+    def evaluators(self, config, task, data, ctx) -> list:
+        from jaxdl.train.loop import Evaluator
+
+        def val(state, step, writer):
+            m = self.validate(config, task, data, state, ctx)
+            ctx.say(f"step {step}: val loss {m['loss']:.4f}")
+            return {"loss": m["loss"], "bits_per_token": m["bits_per_token"]}
+
+        return [Evaluator("val", config.eval_every, val)] if config.eval_every else []
+
+    def generate(self, config, task, params, prompt_ids, num_tokens, rng):
+        raise NotImplementedError
+
+    def continuation(self, config, task, data, params, prompt: str, num_tokens: int,
+                     seed: int, temperature=None) -> str:
+        if not prompt:
+            raise UserError("the prompt is empty; give at least one token, e.g. "
+                            "--prompt \"ROMEO:\"")
+        ids = data.vocab.encode(prompt)
+        if len(ids) == 0:
+            raise UserError(f"prompt {prompt!r} encodes to no tokens; give a word or character "
+                            "of the training text")
+        rng = jax.random.PRNGKey(seed)
+        out = self.generate(config, task, params, ids, num_tokens, rng,
+                            config.temperature if temperature is None else temperature)
+        return data.vocab.decode(out)
+
+    def evaluate(self, config, task, data, state, ctx) -> dict:
+        val = self.validate(config, task, data, state, ctx)
+        ctx.say(f"Validation: loss {val['loss']:.4f} nats/token, {val['bits_per_token']:.3f} "
+                f"bits/token, perplexity {val['perplexity']:.2f}")
+        params = jax.device_get(state.params)  # generation runs on one device per process
+        sample = self.continuation(config, task, data, params, config.prompt,
+                                   config.sample_tokens, config.seed + 1)
+        ctx.say(f"\nSample ({config.sample_tokens} tokens, temperature {config.temperature}):"
+                f"\n{config.prompt}{data.sep}{sample}\n")
+        out = {"val_loss": val["loss"], "val_perplexity": val["perplexity"],
+               "val_bits_per_token": val["bits_per_token"], "val_accuracy": val["accuracy"],
+               "sample": sample}
+        if data.level == "char":
+            out["val_bpc"] = val["bits_per_token"]
+        return out
+
+    def report(self, config, task, data, state, history, ctx, writer) -> dict:
+        step = int(state.step)
+        if ctx.figures and ctx.is_main:
+            plots.plot_curves(history, ["loss"], ctx.workdir / "curves.png", xlabel="step",
+                              title=f"{self.description}: training")
+        return {"text": config.text_path or config.text, "level": data.level,
+                "vocab_size": len(data.vocab), "num_steps": step,
+                "train_tokens": len(data.train_ids), "val_tokens": len(data.val_ids),
+                "train_loss": history[-1]["loss"] if history else None,
+                "tokens_per_second": steady_rate(history), "prompt": config.prompt}
+
+    def sample(self, config, task, data, state, *, prompt, num, seed, out) -> str:
+        prompt = config.prompt if prompt is None else prompt
+        n = config.sample_tokens if num is None else num
+        text = prompt + data.sep + self.continuation(config, task, data, state.params, prompt,
+                                                     n, seed)
+        return text
+
+
+def example_tokens(config):
+    return jnp.zeros((1, config.seq_len), jnp.int32)

@@ -1,0 +1,131 @@
+"""The one runner: any recipe's config -> a trained, evaluated, self-describing workdir.
+
+    python -m jaxdl.run --config=configs/fashion_mnist_cnn.py --workdir runs/fmnist
+    jaxdl train --config=configs/fashion_mnist_cnn.py --workdir runs/fmnist   # the same
+
+`train(config, workdir)`: mesh and placement (`--config.devices`, `--config.distributed`),
+the recipe's data and `build`, `fit` with the recipe's evaluators, the final evaluation on
+the mesh, figures, TensorBoard event files and `metrics.jsonl`, and `results.json` with
+the keys every family shares (`recipe`, `device_kind`, `num_devices`, `train_seconds`,
+`throughput`, `num_params`) plus the family's own. `load(workdir)` rebuilds a run from its
+workdir alone (what `jaxdl eval|sample|predict` and analyses use).
+"""
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import jax
+
+from jaxdl import recipes
+from jaxdl.config import load_config, parse_args, run_main, save_config, write_json
+from jaxdl.recipes.base import Context, count_params, steady_rate
+from jaxdl.train import make_train_step, parallel
+from jaxdl.train.checkpoint import restore_from_workdir
+from jaxdl.train.loop import fit
+from jaxdl.train.writer import MetricWriter
+
+UNITS = {"image_classifier": "images", "mlp": "examples", "rnn_lm": "tokens",
+         "decoder_lm": "tokens", "seq2seq": "target tokens", "text2img": "images"}
+
+
+def train(config, workdir) -> dict:
+    """Train, evaluate and report one run; returns its results (also in results.json)."""
+    workdir = Path(workdir)
+    recipe = recipes.get(config.recipe)
+    mesh = parallel.mesh_from_config(config)  # before anything touches a device
+    main = parallel.is_main_process()
+    data = recipe.load_data(config)  # may resolve `auto` keys: saved after this
+    if main:
+        save_config(config, workdir)
+    task = recipe.build(config, data)
+    state = task.init_state(config.seed)
+    n_params = count_params(state.params)
+    if main:
+        print(f"{type(task.model).__name__}: {n_params:,} parameters.")
+    state, step, fit_kw = parallel.place_training(
+        state, make_train_step(task.loss_fn, task.model, preprocess=task.preprocess), mesh)
+    loader = recipe.train_loader(config, data, **parallel.process_shard())
+    ctx = Context(mesh=mesh, workdir=workdir, is_main=main)
+    evaluators = recipe.evaluators(config, task, data, ctx)
+    t0 = time.perf_counter()
+    state, history = fit(state, step, loader, workdir=workdir, evaluators=evaluators,
+                         checkpoint_every=config.get("checkpoint_every") or None,
+                         log_every=config.get("log_every") or None,
+                         learning_rate=task.learning_rate,
+                         verbose=config.get("verbose", True), **recipe.training_length(config),
+                         **fit_kw)
+    train_seconds = time.perf_counter() - t0
+    if main and config.get("verbose", True):
+        print("\n✅ Training finished.\n")
+    metrics = recipe.evaluate(config, task, data, state, ctx)
+    final_step = int(jax.device_get(state.step))
+    writer = MetricWriter(workdir, resume_step=final_step, enabled=main)
+    try:
+        writer.scalars(final_step, {f"eval/{k}": v for k, v in metrics.items()})
+        if isinstance(metrics.get("sample"), str):
+            writer.texts(final_step, {"sample": config.get("prompt", "") + metrics["sample"]})
+        extra = recipe.report(config, task, data, jax.device_get(state), history, ctx, writer)
+    finally:
+        writer.close()
+    results = {"recipe": recipe.name, "device_kind": jax.devices()[0].device_kind,
+               "device": str(jax.devices()[0].device_kind),
+               "num_devices": 1 if mesh is None else int(mesh.devices.size),
+               "train_seconds": train_seconds, "throughput": steady_rate(history),
+               "throughput_unit": f"{UNITS.get(recipe.name, 'examples')}/s",
+               "num_params": n_params, "step": final_step, **metrics, **extra}
+    if main:
+        write_json(workdir / "results.json", results)
+        print(f"Wrote {workdir / 'results.json'}")
+    return results
+
+
+@dataclasses.dataclass
+class Run:
+    """A run rebuilt from its workdir: config, recipe, data, task and the latest state."""
+    workdir: Path
+    config: object
+    recipe: recipes.Recipe
+    data: object
+    task: recipes.Task
+    state: object
+    step: int
+
+
+def load(workdir, *, restore: bool = True) -> Run:
+    """Rebuild a run from `<workdir>/config.json` and restore its latest checkpoint."""
+    workdir = Path(workdir)
+    config = load_config(workdir)
+    if "recipe" not in config:
+        raise recipes.UserError(f"{workdir / 'config.json'} names no recipe (an older jaxdl "
+                                "workdir); rerun its experiment with a fresh --workdir")
+    recipe = recipes.get(config.recipe)
+    data = recipe.load_data(config)
+    task = recipe.build(config, data)
+    state, step = None, None
+    if restore:
+        command = f"jaxdl train --workdir {workdir} --config.recipe={recipe.name}"
+        state, _, step = restore_from_workdir(workdir, task.abstract_state(config.seed),
+                                              fix=f"train first ({command})")
+    return Run(workdir, config, recipe, data, task, state, step)
+
+
+def evaluate(workdir, *, verbose: bool = True) -> dict:
+    """Re-evaluate the latest checkpoint: the same metrics as results.json, in eval.json."""
+    run = load(workdir)
+    ctx = Context(workdir=run.workdir, verbose=verbose, figures=False)
+    metrics = {"step": run.step, **run.recipe.evaluate(run.config, run.task, run.data,
+                                                       run.state, ctx)}
+    write_json(run.workdir / "eval.json", metrics)
+    return metrics
+
+
+def main(argv: list[str] | None = None):
+    """`python -m jaxdl.run --config=FILE.py --workdir DIR [--config.KEY=VALUE ...]`."""
+    argv = sys.argv[1:] if argv is None else argv
+    return run_main(lambda: parse_args(argv, None, "runs/run"), train)
+
+
+if __name__ == "__main__":
+    main()
