@@ -82,26 +82,29 @@ class _Jax:
 
         self.jax, self.cfg = jax, cfg
 
+    def _task(self):
+        """The `image_classifier` recipe's model, loss, optimizer and preprocess, as the
+        runner builds them (on the embedded mnist_5k)."""
+        from jaxdl import recipes
+
+        recipe = recipes.get("image_classifier")
+        config = recipe.get_config()
+        config.dataset = "mnist_5k"
+        self.recipe, self.config = recipe, config
+        self.data = recipe.load_data(config)
+        self.task = recipe.build(config, self.data)
+        return self.task
+
     def _model_and_state(self):
-        import jax.numpy as jnp
-
-        from jaxdl.nn import MyNet
-        from jaxdl.train import create_train_state, make_optimizer
-
-        model = MyNet(num_classes=NUM_CLASSES)
-        tx = make_optimizer("adam", 1e-3, 1e-4)
-        state = create_train_state(model, tx, self.jax.random.PRNGKey(0),
-                                   jnp.zeros((1, IMAGE, IMAGE, 3), jnp.float32))
-        return model, state
+        task = self._task()
+        return task.model, task.init_state(0)
 
     def _train_step(self, model, preprocess=None):
-        from jaxdl.tasks import classify
         from jaxdl.train import make_train_step
-        from jaxdl.train.loop import compile_step
+        from jaxdl.train.compile import compile_step
 
         options = self.cfg.get("jax_train_options", "auto")
-        return compile_step(make_train_step(classify.softmax_cross_entropy, model,
-                                            preprocess=preprocess),
+        return compile_step(make_train_step(self.task.loss_fn, model, preprocess=preprocess),
                             compiler_options=options)
 
     block = False  # wait on every step: fit does so on CPU with several devices (DESIGN)
@@ -130,13 +133,12 @@ class JaxTrain(_Jax):
         return None  # one device
 
     def setup(self) -> dict:
-        from jaxdl.tasks import classify
         from jaxdl.train import make_train_step, parallel
 
         model, state = self._model_and_state()
         mesh = self._mesh()
-        self.state, self.step, fit_kw = parallel.place_training(  # as the experiments do
-            state, make_train_step(classify.softmax_cross_entropy, model), mesh,
+        self.state, self.step, fit_kw = parallel.place_training(  # as the runner does
+            state, make_train_step(self.task.loss_fn, model), mesh,
             compiler_options=self.cfg.get("jax_train_options", "auto"))
         self.block = fit_kw.get("block_every_step", False)  # fit's CPU multi-device wait
         x, y = fixed_batch(self.batch_size)
@@ -173,7 +175,7 @@ class JaxInfer(_Jax):
         from jaxdl.train.report import make_logits_fn
 
         model, self.state = self._model_and_state()
-        self.logits_fn = make_logits_fn(model)  # what classification_report runs
+        self.logits_fn = make_logits_fn(model)  # what the recipe's evaluation runs
         x, _ = fixed_batch(self.batch_size)
         self.batch = {"image": jnp.asarray(x)}
         t = time.perf_counter()
@@ -197,14 +199,13 @@ class JaxEpoch(_Jax):
     def setup(self) -> dict:
         import jax.numpy as jnp
 
-        from jaxdl.data import transforms
         from jaxdl.data.loader import ArrayLoader
 
         model, self.state = self._model_and_state()
         images, labels = mnist_train(self.cfg)
         self.n_images = len(labels)
         self.loader = ArrayLoader({"image": images, "label": labels}, 64, seed=0)
-        self.step = self._train_step(model, transforms.make_preprocess(size=IMAGE))
+        self.step = self._train_step(model, self.task.preprocess)  # the recipe's augmentation
         self.bare = self._train_step(model)
         x, y = fixed_batch(64)
         self.bare_batch = {"image": jnp.asarray(x), "label": jnp.asarray(y)}

@@ -2,7 +2,8 @@
 
     python -m benchmarks.bench_lm [--quick]
 
-The shape is experiments/transformer_lm's default (nanoGPT's CPU `shakespeare_char` run):
+The jaxdl side is the `decoder_lm` recipe's default, built by the recipe itself (nanoGPT's
+CPU `shakespeare_char` run):
 4 layers, 4 heads, 128 wide, context 64, batch 12, no biases, tied embeddings, AdamW with
 warmup + cosine, weight decay on matrices, gradient clipping 1.0. Same character windows
 of tiny shakespeare on both sides.
@@ -34,15 +35,24 @@ def config(quick: bool = False) -> dict:
 
 
 def data(num_batches: int = 8):
-    """(vocabulary size, prompt ids, token windows (num_batches, BATCH, CONTEXT + 1))."""
-    from jaxdl.data import text as textdata  # numpy only; no JAX computation
-
-    text = textdata.load_text("tinyshakespeare")
-    vocab = textdata.make_vocab("char", text)
-    train_ids, _ = textdata.train_val_split(vocab.encode(text), 0.1)
-    loader = WindowLoader(train_ids, BATCH, CONTEXT, batches_per_epoch=num_batches)
+    """(vocabulary size, prompt ids, token windows (num_batches, BATCH, CONTEXT + 1)): the
+    recipe's data and loader (numpy only; no JAX computation)."""
+    recipe, config = _recipe()
+    text = recipe.load_data(config)
+    config.batches_per_epoch = num_batches
+    loader = recipe.train_loader(config, text)
     windows = np.stack([b["tokens"] for b in loader.epoch(0)]).astype(np.int32)
-    return len(vocab), np.asarray(vocab.encode(PROMPT), np.int32), windows
+    return len(text.vocab), np.asarray(text.vocab.encode(PROMPT), np.int32), windows
+
+
+def _recipe():
+    from jaxdl import recipes
+
+    recipe = recipes.get("decoder_lm")
+    config = recipe.get_config()
+    assert (config.num_layers, config.num_heads, config.dim, config.seq_len,
+            config.batch_size) == (LAYERS, HEADS, DIM, CONTEXT, BATCH), "the peer's shape"
+    return recipe, config
 
 
 # ------------------------------------------------------------------------------ jaxdl
@@ -53,22 +63,11 @@ class _Jax:
         self.jax, self.cfg = jax, cfg
 
     def _model_and_state(self):
-        import jax.numpy as jnp
-
-        from jaxdl.nn.transformer import DecoderLM
-        from jaxdl.train import create_train_state, make_optimizer
-        from jaxdl.train.optim import make_schedule
-
+        """The recipe's model and initial state, as the runner builds them."""
+        recipe, config = _recipe()
         self.vocab, self.prompt, self.windows = data()
-        model = DecoderLM(self.vocab, num_layers=LAYERS, num_heads=HEADS, dim=DIM,
-                          max_len=CONTEXT, dropout=0.0, use_bias=False, positional="learned")
-        lr = make_schedule(1e-3, "warmup_cosine", total_steps=TOTAL_STEPS,
-                           warmup_steps=WARMUP_STEPS, min_learning_rate=1e-4)
-        tx = make_optimizer("adamw", lr, 0.1, b2=0.99, grad_clip_norm=1.0,
-                            decay_matrices_only=True)
-        state = create_train_state(model, tx, self.jax.random.PRNGKey(0),
-                                   jnp.zeros((1, CONTEXT), jnp.int32))
-        return model, state
+        task = recipe.build(config, recipe.load_data(config))
+        return task.model, task.init_state(config.seed)
 
 
 class JaxTrain(_Jax):

@@ -33,28 +33,25 @@ def main(argv=None) -> int:
     parser.add_argument("nanogpt_dir", type=Path)
     args = parser.parse_args(argv)
 
-    import jax
     import jax.numpy as jnp
     import torch
 
-    from experiments import transformer_lm
+    from jaxdl import recipes
     from jaxdl.nn import decoder_lm_params_from_nanogpt
     from jaxdl.tasks import language
-    from jaxdl.train import create_train_state, make_eval_step, make_train_step
-    from jaxdl.train.loop import compile_step, evaluate
+    from jaxdl.train import make_train_step
+    from jaxdl.train.compile import compile_step
 
-    config = transformer_lm.get_config()
-    vocab, train_ids, val_ids = transformer_lm.splits(config)
-    model, tx = transformer_lm.build(config, len(vocab))
-    val_batches = transformer_lm.val_loader(config, val_ids)
-    eval_step = jax.jit(make_eval_step(language.next_token_loss, model))
-
-    template = create_train_state(model, tx, jax.random.PRNGKey(config.seed),
-                                  jnp.zeros((1, config.seq_len), jnp.int32))
+    recipe = recipes.get("decoder_lm")
+    config = recipe.get_config()
+    data = recipe.load_data(config)
+    train_ids = data.train_ids
+    task = recipe.build(config, data)
+    template = task.init_state(config.seed)
+    ctx = recipes.Context(verbose=False)
 
     def val_loss(params) -> float:
-        return language.lm_metrics(evaluate(eval_step, template.replace(params=params),
-                                            val_batches))["loss"]
+        return recipe.validate(config, task, data, template.replace(params=params), ctx)["loss"]
 
     def load(path: Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=False)
@@ -70,8 +67,8 @@ def main(argv=None) -> int:
                                          float(ckpt["best_val_loss"]))
     starts = np.load(args.nanogpt_dir / "train_ix.npy")[:config.num_steps]
     params = params_of(load(args.nanogpt_dir / "init.pt"))
-    state = template.replace(params=params, opt_state=tx.init(params))
-    step = compile_step(make_train_step(language.next_token_loss, model))
+    state = template.replace(params=params, opt_state=task.tx.init(params))
+    step = compile_step(make_train_step(language.next_token_loss, task.model))
     offsets = np.arange(config.seq_len + 1)
     print("step | nanoGPT: its 20-batch estimate, full val split | jaxdl replay: full val split")
     t0 = time.perf_counter()

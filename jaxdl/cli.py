@@ -105,8 +105,8 @@ def load_for(workdir: Path, capability: str, command: str):
     recipe = recipes.get(config.recipe)
     if not getattr(recipe, capability):
         applies = ", ".join(n for n, r in recipes.RECIPES.items() if getattr(r, capability))
-        raise UserError(f"`jaxdl {command}` does not apply to a {recipe.name} run "
-                        f"({workdir}); it applies to {applies} runs")
+        raise UserError(f"`jaxdl {command}` does not apply to {workdir}, a run of the "
+                        f"{recipe.name} recipe; it applies to runs of {applies}")
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the answer (--json)
         return run.load(workdir)
 

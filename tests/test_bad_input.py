@@ -42,6 +42,7 @@ if str(ROOT) not in sys.path:  # `experiments` is the repo's top-level package, 
     sys.path.insert(0, str(ROOT))
 cnn_mnist = importlib.import_module("experiments.cnn_mnist")
 transformer_lm = importlib.import_module("experiments.transformer_lm")
+rnn_lm = importlib.import_module("experiments.rnn_lm")
 KEY = jax.random.PRNGKey(0)
 
 
@@ -364,7 +365,8 @@ def test_6_wrong_config_value_type(key, text, expects, example):
 
 
 @pytest.mark.parametrize("argv, needles", [
-    (["nope"], ["invalid choice: 'nope'", "'info', 'sample'", "jaxdl --help"]),
+    (["nope"], ["invalid choice: 'nope'", "'info', 'eval', 'sample', 'predict'",
+               "jaxdl --help"]),
     ([], ["required: command", "jaxdl --help"]),
     (["info"], ["required: --workdir", "jaxdl info --help"]),
 ], ids=["unknown_command", "no_command", "no_workdir"])
@@ -380,7 +382,14 @@ def test_6_jaxdl_cli_unknown_or_foreign_workdir(tmp_path, capsys):
     assert "config.json not found" in line and "pass the --workdir of" in line
     (tmp_path / "config.json").write_text(json.dumps(cnn_mnist.get_config().to_dict()))
     line = cli_error(capsys, cli.main(["sample", "--workdir", str(tmp_path), "--prompt", "a"]))
-    assert "is not a text-to-image run" in line and "experiments.diffusion_text2img" in line
+    assert "`jaxdl sample` does not apply to" in line and "of the image_classifier recipe" in line
+    assert "it applies to runs of rnn_lm, decoder_lm, seq2seq, text2img" in line
+    (tmp_path / "config.json").write_text(json.dumps(rnn_lm.get_config().to_dict()))
+    line = cli_error(capsys, cli.main(["predict", "--workdir", str(tmp_path), "x.png"]))
+    assert "`jaxdl predict` does not apply" in line and "image_classifier" in line
+    (tmp_path / "config.json").write_text(json.dumps({"epochs": 5}))
+    line = cli_error(capsys, cli.main(["eval", "--workdir", str(tmp_path)]))
+    assert "names no recipe" in line
 
 
 def test_6_end_to_end_subprocesses(tmp_path):

@@ -1,6 +1,5 @@
 """Command-line overrides and the one-line error contract of experiments."""
 
-import json
 import subprocess
 import sys
 
@@ -56,8 +55,7 @@ def test_cli_errors_are_one_line_exit_2(tmp_path, args, needle):
     assert "Traceback" not in proc.stderr
 
 
-def test_config_json_is_written_for_the_run(tmp_path):
+def test_config_json_is_written_only_once_the_config_is_checked(tmp_path):
     proc = _run("--workdir", str(tmp_path / "w"), "--config.dataset=nope")
-    assert proc.returncode == 2
-    saved = json.loads((tmp_path / "w" / "config.json").read_text())
-    assert saved["dataset"] == "nope" and saved["batch_size"] == 64
+    assert proc.returncode == 2 and "unknown dataset 'nope'" in proc.stderr
+    assert not (tmp_path / "w" / "config.json").exists()  # a refused run describes nothing

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from experiments import diffusion_text2img
-from jaxdl import cli, diffusion, fid
-from jaxdl.config import apply_overrides, save_config
+from jaxdl import cli, fid, run
+from jaxdl.config import apply_overrides
 from jaxdl.data import prompts
 from jaxdl.errors import UserError
+from jaxdl.recipes import text2img
 
 
 def test_prompt_templates_split_and_fit():
@@ -71,7 +72,6 @@ TINY = {"dataset": "mnist_5k", "image_size": "28", "channels": "(8, 8)",
 def tiny_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("t2i")
     config = apply_overrides(diffusion_text2img.get_config(), TINY)
-    save_config(config, workdir)
     diffusion_text2img.main(config, workdir)
     return workdir
 
@@ -95,14 +95,15 @@ def test_resumed_run_keeps_earlier_evaluations_and_evaluates_only_new_steps(tiny
 
 
 def test_guidance_zero_equals_unconditional_on_the_trained_model(tiny_run):
-    config, tok, model, schedule, params, step = diffusion.load_for_sampling(tiny_run)
-    assert step == 12
-    fn = diffusion.make_sampler(config, model, schedule, tok)
+    r = run.load(tiny_run)
+    assert r.step == 12
+    tok, params = r.task.extra["tokenizer"], r.state.ema_params
+    fn = r.recipe.sampler(r.config, r.task)
     prompt = np.repeat(tok.encode("the number 7 written by hand")[None], 4, 0)
     empty = np.repeat(tok.empty[None], 4, 0)
     rng = jax.random.PRNGKey(5)
-    w0 = diffusion.generate(fn, params, prompt, rng, 0.0, batch_size=4)
-    unconditional = diffusion.generate(fn, params, empty, rng, 1.0, batch_size=4)
+    w0 = text2img.generate(fn, params, prompt, rng, 0.0, batch_size=4)
+    unconditional = text2img.generate(fn, params, empty, rng, 1.0, batch_size=4)
     np.testing.assert_allclose(w0, unconditional, atol=1e-5)
     assert w0.shape == (4, 28, 28, 1) and 0.0 <= w0.min() and w0.max() <= 1.0
 

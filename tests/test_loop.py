@@ -37,8 +37,9 @@ def test_fit_prints_epoch_lines_and_checkpoints(tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == [
         "12", "6"]
     assert history[1]["loss"] < history[0]["loss"]
-    rows = (tmp_path / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(r)["epoch"] for r in rows] == [1, 2]
+    rows = [json.loads(r) for r in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["epoch"]) for r in rows if "epoch" in r] == [(6, 1), (12, 2)]
+    assert [r["epoch/loss"] for r in rows if "epoch" in r] == [h["loss"] for h in history]
 
 
 def test_resume_continues_exactly(tmp_path, capsys):

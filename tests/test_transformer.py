@@ -8,7 +8,6 @@ from golden_gpt import CONFIG as GPT_CONFIG
 from golden_gpt import GOLDEN as GOLDEN_GPT
 from golden_gpt import RECIPE as GPT_RECIPE
 
-from experiments import transformer_lm
 from jaxdl.errors import UserError
 from jaxdl.nn import decoder_lm_params_from_nanogpt
 from jaxdl.nn.transformer import (
@@ -19,6 +18,7 @@ from jaxdl.nn.transformer import (
     init_cache,
     sinusoidal_table,
 )
+from jaxdl.recipes import decoder_lm
 from jaxdl.tasks import language, seq2seq
 from jaxdl.train import create_train_state, make_optimizer, make_train_step
 
@@ -159,18 +159,18 @@ def test_nanogpt_weights_give_pytorch_logits():
 
 
 def test_training_follows_nanogpt_step_for_step():
-    """jaxdl's recipe for transformer_lm (optimizer, schedule, clipping, decay mask, shared
+    """jaxdl's decoder_lm recipe (optimizer, schedule, clipping, decay mask, shared
     train step) against nanoGPT's train.py in PyTorch, from the same weights on the same
     batches: every loss and the final weights agree."""
     golden = np.load(GOLDEN_GPT)
     c, r = GPT_CONFIG, GPT_RECIPE
-    config = transformer_lm.get_config()  # the experiment's own recipe, shrunk to the golden's
+    config = decoder_lm.DecoderLanguageModel().get_config()  # the recipe, shrunk to the golden's
     config.update(num_layers=c["layers"], num_heads=c["heads"], dim=c["dim"],
                   seq_len=c["block"], learning_rate=r["lr"], min_learning_rate=r["min_lr"],
                   num_steps=r["decay_iters"], warmup_steps=r["warmup"])
     assert (config.beta2, config.weight_decay, config.grad_clip_norm, config.use_bias,
             config.dropout) == (r["b2"], r["wd"], r["clip"], False, 0.0)
-    model, tx = transformer_lm.build(config, c["vocab"])
+    model, tx, _ = decoder_lm.build_model_and_optimizer(config, c["vocab"])
     params = decoder_lm_params_from_nanogpt(_nanogpt("init/", golden), c["heads"])
     state = create_train_state(model, tx, jax.random.PRNGKey(0),
                                jnp.zeros((1, c["block"]), jnp.int32))

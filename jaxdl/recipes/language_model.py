@@ -58,15 +58,17 @@ class LanguageModel(Recipe):
         level = config[self.level_key] if self.level_key else "char"
         vocab = textdata.make_vocab(level, text)
         train_ids, val_ids = textdata.train_val_split(vocab.encode(text), config.val_fraction)
-        vocab.encode(config.prompt)  # an unknown character fails now, not after training
         return TextData(vocab, train_ids, val_ids, level)
 
     def train_loader(self, config, data, **shard):
         print(f"Training on {len(data.train_ids):,} {data.level} tokens, validating on "
               f"{len(data.val_ids):,}; vocabulary {len(data.vocab)}.")
-        return WindowLoader(data.train_ids, config.batch_size, config.seq_len,
-                            batches_per_epoch=config.batches_per_epoch, seed=config.seed,
-                            **shard)
+        loader = WindowLoader(data.train_ids, config.batch_size, config.seq_len,
+                              batches_per_epoch=config.batches_per_epoch, seed=config.seed,
+                              **shard)
+        eval_windows(data.val_ids, config.seq_len, config.val_windows)  # fail before training
+        data.vocab.encode(config.prompt)  # an unknown character too
+        return loader
 
     def val_loader(self, config, data, ctx) -> ArrayLoader:
         windows = eval_windows(data.val_ids, config.seq_len, config.val_windows)
@@ -113,7 +115,8 @@ class LanguageModel(Recipe):
         params = jax.device_get(state.params)  # generation runs on one device per process
         sample = self.continuation(config, task, data, params, config.prompt,
                                    config.sample_tokens, config.seed + 1)
-        ctx.say(f"\nSample ({config.sample_tokens} tokens, temperature {config.temperature}):"
+        unit = "characters" if data.level == "char" else "tokens"
+        ctx.say(f"\nSample ({config.sample_tokens} {unit}, temperature {config.temperature}):"
                 f"\n{config.prompt}{data.sep}{sample}\n")
         out = {"val_loss": val["loss"], "val_perplexity": val["perplexity"],
                "val_bits_per_token": val["bits_per_token"], "val_accuracy": val["accuracy"],
