@@ -16,6 +16,7 @@ starting `error:` on stderr and exit status 2.
 
 import argparse
 import contextlib
+import io
 import json
 import sys
 from pathlib import Path
@@ -107,7 +108,7 @@ def load_for(workdir: Path, capability: str, command: str):
         applies = ", ".join(n for n, r in recipes.RECIPES.items() if getattr(r, capability))
         raise UserError(f"`jaxdl {command}` does not apply to {workdir}, a run of the "
                         f"{recipe.name} recipe; it applies to runs of {applies}")
-    with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the answer (--json)
+    with contextlib.redirect_stdout(io.StringIO()):  # stdout carries only the answer (--json)
         return run.load(workdir)
 
 

@@ -1,16 +1,35 @@
-"""The main experiment end to end (tiny config): files in the workdir, the reference's output."""
+"""The main experiment end to end (tiny config): files in the workdir, the reference's output,
+and the `jaxdl` command on the workdir it leaves (info, eval, predict, event files)."""
 
+import contextlib
+import io
 import json
 
+import numpy as np
+import pytest
+from PIL import Image
+
 from experiments import cnn_mnist
+from jaxdl import cli
 from jaxdl.config import apply_overrides
+from jaxdl.data import sources
+from tests.workdir_checks import check_event_files, check_info_and_eval
 
 
-def test_cnn_mnist_end_to_end_and_resume(tmp_path, capsys):
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("cnn")
     config = apply_overrides(cnn_mnist.get_config(), {
-        "dataset": "synthetic", "epochs": "1", "batch_size": "32", "eval_batch_size": "64"})
-    results = cnn_mnist.main(config, tmp_path)
-    out = capsys.readouterr().out
+        "dataset": "synthetic", "epochs": "1", "batch_size": "32", "eval_batch_size": "64",
+        "log_every": "2"})
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        results = cnn_mnist.main(config, workdir)
+    return workdir, config, results, out.getvalue()
+
+
+def test_cnn_mnist_end_to_end_and_resume(tiny_run, capsys):
+    tmp_path, config, results, out = tiny_run
     for needle in ("Training on 256 samples, validating on 64 samples.", "[Epoch 1] loss = ",
                    "Test loss: ", "Test accuracy: ", "precision", "Confusion matrix"):
         assert needle in out
@@ -26,3 +45,40 @@ def test_cnn_mnist_end_to_end_and_resume(tmp_path, capsys):
     again = cnn_mnist.main(config, tmp_path)
     assert "Resuming from checkpoint step 8" in capsys.readouterr().out
     assert again["test_accuracy"] == results["test_accuracy"]
+
+
+def test_workdir_serves_info_eval_and_event_files(tiny_run, capsys):
+    workdir = tiny_run[0]
+    results = check_info_and_eval(workdir, capsys, "image_classifier")
+    assert results["confusion_matrix"] and results["throughput_unit"] == "images/s"
+    events = check_event_files(workdir, ("train/loss", "train/accuracy",
+                                         "train/learning_rate", "train/throughput",
+                                         "epoch/loss", "eval/test_accuracy"))
+    assert "confusion_matrix" in events.Tags()["images"]
+
+
+def test_jaxdl_predict_top3_for_image_files_of_any_size(tiny_run, tmp_path, capsys):
+    workdir = tiny_run[0]
+    test = sources.synthetic_split().test
+    small = tmp_path / "digit.png"
+    Image.fromarray(test.images[0, ..., 0]).save(small)
+    big = tmp_path / "big.jpg"  # RGB, another size: through the same test transform
+    Image.fromarray(test.images[1, ..., 0]).resize((90, 70)).convert("RGB").save(big)
+    capsys.readouterr()
+    assert cli.main(["predict", "--workdir", str(workdir), "--json", str(small), str(big)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["file"] for r in rows] == [str(small), str(big)]
+    for row, label in zip(rows, test.labels[:2], strict=True):
+        top = row["top"]
+        assert len(top) == 3 and [t["class"] for t in top] == [str(t["index"]) for t in top]
+        assert top[0]["index"] == label  # the synthetic classes are easy: trained to 100%
+        p = [t["probability"] for t in top]
+        assert p == sorted(p, reverse=True) and 0 < sum(p) <= 1 + 1e-6
+    assert cli.main(["predict", "--workdir", str(workdir), str(small)]) == 0
+    assert capsys.readouterr().out.startswith(f"{small}: {test.labels[0]} ")
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    assert cli.main(["predict", "--workdir", str(workdir), str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot read" in err and "PNG or JPEG" in err
+    assert np.isfinite(rows[0]["top"][0]["probability"])

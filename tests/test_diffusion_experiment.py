@@ -14,6 +14,7 @@ from jaxdl.config import apply_overrides
 from jaxdl.data import prompts
 from jaxdl.errors import UserError
 from jaxdl.recipes import text2img
+from tests.workdir_checks import check_event_files, check_info_and_eval
 
 
 def test_prompt_templates_split_and_fit():
@@ -83,6 +84,14 @@ def test_tiny_run_writes_results_and_grid(tiny_run):
     assert set(saved["prompt_accuracy_per_class"]) == set(prompts.DIGIT_WORDS)
     assert (tiny_run / "samples.png").stat().st_size > 1000
     assert json.loads((tiny_run / "config.json").read_text())["dataset"] == "mnist_5k"
+
+
+def test_workdir_serves_info_eval_and_event_files(tiny_run, capsys):
+    results = check_info_and_eval(tiny_run, capsys, "text2img")
+    assert [e["step"] for e in results["evaluations"]] == [12]
+    events = check_event_files(tiny_run, ("train/loss", "grid/prompt_accuracy",
+                                          "eval/prompt_accuracy"))
+    assert "samples" in events.Tags()["images"]
 
 
 def test_resumed_run_keeps_earlier_evaluations_and_evaluates_only_new_steps(tiny_run, tmp_path):

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from experiments import mlp_basics
+from tests.workdir_checks import check_info_and_eval
 
 
 @pytest.fixture(scope="module")
@@ -62,3 +63,10 @@ def test_figures_checkpoints_and_backprop_demo(run):
     demo = results["backprop_demo"]
     assert demo["max_grad_difference"] < 1e-5
     assert demo["loss_last"] < demo["loss_first"]
+
+
+def test_each_problem_and_activation_is_a_workdir_of_its_own(run, capsys):
+    workdir, results = run
+    for name, kind in (("diabetes", "test_mse"), ("digits", "test_accuracy")):
+        sub = check_info_and_eval(workdir / f"{name}_relu", capsys, "mlp")
+        assert sub[kind] == results["problems"][name]["relu"][kind]

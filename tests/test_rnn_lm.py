@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from experiments import rnn_lm, vanishing_gradients
-from jaxdl import run
+from jaxdl import cli, run
 from jaxdl.config import apply_overrides, run_experiment
 from jaxdl.data import text
 from jaxdl.tasks import language
+from tests.workdir_checks import check_event_files, check_info_and_eval
 
 
 def _config(get_config=rnn_lm.get_config, **overrides):
@@ -27,6 +28,10 @@ def test_the_cat_sat_on_the_mat(tmp_path, capsys):
     assert results["sample"] == "mat ."
     r = run.load(tmp_path)  # the run, rebuilt from its workdir alone
     state, model, vocab = r.state, r.task.model, r.data.vocab
+    capsys.readouterr()
+    assert cli.main(["sample", "--workdir", str(tmp_path), "--prompt", "The dog sat on the",
+                     "--num", "1"]) == 0  # temperature 0 (the run's): greedy
+    assert capsys.readouterr().out.strip() == "The dog sat on the rug"
     assert "the cat sat on the mat ." in capsys.readouterr().out.lower()
     # The completion depends on the animal four words back, not on "the" alone.
     for animal, home in [("dog", "rug"), ("bird", "branch"), ("boy", "chair"), ("girl", "bench")]:
@@ -58,6 +63,11 @@ def test_char_lm_learns_real_text_and_resumes(tmp_path, capsys):
     again = rnn_lm.main(config, tmp_path)
     assert "Resuming from checkpoint step 150" in capsys.readouterr().out
     assert again["val_loss"] == results["val_loss"]
+    check_info_and_eval(tmp_path, capsys, "rnn_lm")
+    check_event_files(tmp_path, ("train/loss", "train/accuracy", "eval/val_bpc"))
+    assert cli.main(["sample", "--workdir", str(tmp_path), "--num", "30"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("ROMEO:") and len(text) >= len("ROMEO:") + 30
     # The vanishing-gradient measurement reads this trained run from its workdir.
     vg = vanishing_gradients.main(_config(vanishing_gradients.get_config, cells="gru",
                                           trained_workdir=str(tmp_path), seq_len=20,

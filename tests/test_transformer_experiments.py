@@ -6,8 +6,10 @@ import json
 import numpy as np
 
 from experiments import transformer_lm, transformer_seq2seq
+from jaxdl import cli
 from jaxdl.config import apply_overrides
 from jaxdl.data.dates import FORMATS, DateVocab, make_dataset, render
+from tests.workdir_checks import check_event_files, check_info_and_eval
 
 
 def test_dates_render_many_formats_and_splits_are_disjoint():
@@ -39,9 +41,19 @@ def test_transformer_lm_tiny_run(tmp_path, capsys):
     assert saved["val_loss"] < np.log(65) - 0.5  # well below a uniform guess over 65 chars
     assert len(results["sample"]) == 40 and "Sample (40 characters" in capsys.readouterr().out
     assert (tmp_path / "curves.png").exists()
+    check_info_and_eval(tmp_path, capsys, "decoder_lm")
+    events = check_event_files(tmp_path, ("train/loss", "train/learning_rate", "epoch/loss",
+                                          "eval/val_loss"))
+    assert "sample/text_summary" in events.Tags()["tensors"]
+    assert cli.main(["sample", "--workdir", str(tmp_path), "--prompt", "JULIET:",
+                     "--num", "25", "--seed", "3"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("JULIET:") and len(text.rstrip("\n")) >= len("JULIET:") + 20
+    assert cli.main(["sample", "--workdir", str(tmp_path), "--prompt", "日本"]) == 2
+    assert "not in the vocabulary" in capsys.readouterr().err
 
 
-def test_transformer_seq2seq_tiny_run(tmp_path):
+def test_transformer_seq2seq_tiny_run(tmp_path, capsys):
     config = apply_overrides(transformer_seq2seq.get_config(), {
         "num_train": "1000", "num_test": "100", "num_layers": "1", "dim": "32",
         "num_heads": "2", "num_steps": "40", "batches_per_epoch": "20", "batch_size": "32",
@@ -51,3 +63,10 @@ def test_transformer_seq2seq_tiny_run(tmp_path):
     assert 0.0 <= saved["test_exact_match"] <= 1.0
     assert saved["test_token_accuracy"] > 0.2  # chance is 1/63; it learns the "-" slots first
     assert (tmp_path / "cross_attention.png").stat().st_size > 1000
+    check_info_and_eval(tmp_path, capsys, "seq2seq")
+    check_event_files(tmp_path, ("train/loss", "eval/test_exact_match"))
+    assert cli.main(["sample", "--workdir", str(tmp_path), "--prompt", "5 mars 1998"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert len(out) <= 11 and set(out) <= set("0123456789-")  # 40 steps: not yet a date
+    assert cli.main(["sample", "--workdir", str(tmp_path), "--prompt", "5 mars 1998 " * 4]) == 2
+    assert "write a date such as" in capsys.readouterr().err
