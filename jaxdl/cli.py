@@ -24,6 +24,9 @@ from pathlib import Path
 from jaxdl.config import load_config, read_json
 from jaxdl.errors import UserError
 
+TRAIN_USAGE = ("usage: jaxdl train --config=FILE.py [--workdir DIR] [--config.KEY=VALUE ...]"
+               "\n  FILE.py: a file with get_config(), e.g. configs/fashion_mnist_cnn.py")
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse whose usage errors are one line on stderr and exit 2, as every jaxdl error."""
@@ -112,25 +115,29 @@ def load_for(workdir: Path, capability: str, command: str):
         return run.load(workdir)
 
 
+def _add(sub, name: str, text: str):
+    return sub.add_parser(name, help=text, description=text)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["train"]:  # the runner's own parser: --config=FILE and overrides
         from jaxdl import run
 
-        run.main(argv[1:])
+        run.main(argv[1:], usage=TRAIN_USAGE)
         return 0
     parser = _Parser(prog="jaxdl", description=__doc__.split("\n\n")[0],
                      epilog=__doc__.split("\n\n", 1)[1],
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    sub.add_parser("train", help="train a recipe's config: jaxdl train --config=FILE.py "
+    _add(sub, "train", "train a recipe's config: jaxdl train --config=FILE.py "
                                  "--workdir DIR [--config.KEY=VALUE ...]")
-    p = sub.add_parser("info", help="a run's recipe, config, checkpoints, parameters, results")
+    p = _add(sub, "info", "a run's recipe, config, checkpoints, parameters, results")
     p.add_argument("--workdir", required=True, type=Path)
-    p = sub.add_parser("eval", help="re-evaluate the latest checkpoint; writes DIR/eval.json "
+    p = _add(sub, "eval", "re-evaluate the latest checkpoint; writes DIR/eval.json "
                                     "(the metrics of results.json)")
     p.add_argument("--workdir", required=True, type=Path)
-    p = sub.add_parser("sample", help="LMs: continue a prompt; seq2seq: an ISO date; "
+    p = _add(sub, "sample", "LMs: continue a prompt; seq2seq: an ISO date; "
                                       "text2img: a PNG grid for a prompt")
     p.add_argument("--workdir", required=True, type=Path)
     p.add_argument("--prompt", default=None, help="default: the run's config.prompt")
@@ -143,10 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=None, help="text2img: DDIM steps")
     p.add_argument("--sampler", choices=("ddim", "ddpm"), default=None, help="text2img")
     p.add_argument("--eta", type=float, default=None, help="text2img: DDIM noise, 0 = none")
-    p = sub.add_parser("predict", help="an image classifier's top-3 classes for image files")
+    p = _add(sub, "predict", "an image classifier's top-3 classes for image files")
     p.add_argument("--workdir", required=True, type=Path)
     p.add_argument("--json", action="store_true", help="one JSON object per line and image")
-    p.add_argument("images", nargs="+", type=Path, help="PNG or JPEG files, any size")
+    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE",
+                   help="PNG or JPEG files, any size, grey or colour")
     args = parser.parse_args(argv)
     try:
         if args.command == "info":

@@ -81,7 +81,7 @@ def load_config_file(path: str) -> ml_collections.ConfigDict:
 
 
 def parse_args(argv: list[str], get_config: Callable[[], ml_collections.ConfigDict] | None,
-               default_workdir: str):
+               default_workdir: str, usage: str = USAGE):
     """Parse `--config=FILE.py`, `--workdir DIR` and `--config.KEY=VALUE` (also with a space
     instead of `=`). Without `get_config` (the generic runner) a config file is required."""
     overrides, workdir, config_file = {}, default_workdir, None
@@ -101,16 +101,16 @@ def parse_args(argv: list[str], get_config: Callable[[], ml_collections.ConfigDi
         elif name.startswith("--config.") and eq:
             overrides[name[len("--config."):]] = value
         else:
-            raise UserError(f"unrecognised argument {arg!r}; {USAGE}")
+            raise UserError(f"unrecognised argument {arg!r}; {usage.splitlines()[0]}")
     if config_file is None and get_config is None:
         if help_asked:
-            print(USAGE)
+            print(usage)
             raise SystemExit(0)
         raise UserError("no config given; pass --config=FILE.py (e.g. "
                         "--config=configs/fashion_mnist_cnn.py)")
     config = load_config_file(config_file) if config_file is not None else get_config()
     if help_asked:
-        print(USAGE)
+        print(usage)
         print(config)
         raise SystemExit(0)
     if not workdir:

@@ -121,10 +121,14 @@ def evaluate(workdir, *, verbose: bool = True) -> dict:
     return metrics
 
 
-def main(argv: list[str] | None = None):
+USAGE = ("usage: python -m jaxdl.run --config=FILE.py [--workdir DIR] [--config.KEY=VALUE ...]"
+         "\n  FILE.py: a file with get_config(), e.g. configs/fashion_mnist_cnn.py")
+
+
+def main(argv: list[str] | None = None, usage: str = USAGE):
     """`python -m jaxdl.run --config=FILE.py --workdir DIR [--config.KEY=VALUE ...]`."""
     argv = sys.argv[1:] if argv is None else argv
-    return run_main(lambda: parse_args(argv, None, "runs/run"), train)
+    return run_main(lambda: parse_args(argv, None, "runs/run", usage=usage), train)
 
 
 if __name__ == "__main__":

@@ -82,3 +82,20 @@ def test_cli_info(tmp_path, capsys):
     assert cli.main(["info", "--workdir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "epochs = 5" in out and "test_accuracy = 0.97" in out and "checkpoints: none" in out
+
+
+@pytest.mark.parametrize("command, needles", [
+    ([], ["train", "info", "eval", "sample", "predict", "eval.json", "top-3",
+          '"5 mars 1998"', "error:"]),
+    (["eval"], ["--workdir", "eval.json"]),
+    (["sample"], ["--prompt", "--num", "--out", "--seed", "ISO date", "PNG grid"]),
+    (["predict"], ["--json", "IMAGE", "top-3"]),
+    (["info"], ["--workdir", "parameters"]),
+])
+def test_jaxdl_help_says_what_each_subcommand_does(command, needles, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main([*command, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for needle in needles:
+        assert needle in out, needle
