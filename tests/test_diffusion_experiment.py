@@ -12,6 +12,7 @@ from experiments import diffusion_text2img
 from jaxdl import cli, fid, run
 from jaxdl.config import apply_overrides
 from jaxdl.data import prompts
+from jaxdl.data.vocab import BOS_ID
 from jaxdl.errors import UserError
 from jaxdl.recipes import text2img
 from tests.workdir_checks import check_event_files, check_info_and_eval
@@ -24,7 +25,7 @@ def test_prompt_templates_split_and_fit():
         assert not {p for row in train for p in row} & {p for row in held for p in row}
         tok = prompts.PromptTokenizer(name, "char", 48)
         table = tok.table("held_out")
-        assert table.shape == (10, len(held[0]), 48) and (table[..., 0] == prompts.BOS_ID).all()
+        assert table.shape == (10, len(held[0]), 48) and (table[..., 0] == BOS_ID).all()
         assert tok.decode(table[3, 1]) == held[3][1]
     assert "an ankle boot" in prompts.prompts("fashion", "train")[9]
     assert "the number 7 written by hand" in prompts.prompts("digits", "held_out")[7]
@@ -37,7 +38,7 @@ def test_shift_prompts_keeps_bos_and_words_in_order():
     tok = prompts.PromptTokenizer("fashion", "char", 40)
     tokens = tok.encode_batch(["an ankle boot", "a bag", ""] * 20)
     moved = np.asarray(prompts.shift_prompts(jax.numpy.asarray(tokens), jax.random.PRNGKey(0)))
-    assert (moved[:, 0] == prompts.BOS_ID).all()
+    assert (moved[:, 0] == BOS_ID).all()
     assert [tok.decode(m) for m in moved] == [tok.decode(t) for t in tokens]
     first = (moved[:, 1:] != 0).argmax(1)
     assert len(set(first[0::3].tolist())) > 5 and first[0::3].max() <= 40 - 1 - 13
@@ -46,7 +47,7 @@ def test_shift_prompts_keeps_bos_and_words_in_order():
 def test_tokenizer_empty_prompt_and_bad_prompts():
     tok = prompts.PromptTokenizer("fashion", "char", 16)
     empty = tok.encode("")
-    assert empty[0] == prompts.BOS_ID and not empty[1:].any()  # unconditional: BOS only
+    assert empty[0] == BOS_ID and not empty[1:].any()  # unconditional: BOS only
     np.testing.assert_array_equal(tok.encode("  An  Ankle BOOT "), tok.encode("an ankle boot"))
     with pytest.raises(UserError, match=r"characters '!é'.*use only letters, digits"):
         tok.encode("a café!")

@@ -7,6 +7,7 @@ import pytest
 
 from jaxdl.data import text
 from jaxdl.data.loader import ArrayLoader, Position, WindowLoader, eval_windows
+from jaxdl.data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK, Vocab, tokenize_words
 from jaxdl.errors import UserError
 
 
@@ -16,7 +17,7 @@ def test_embedded_tiny_shakespeare_is_the_published_corpus():
         "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed")
     corpus = text.load_text()
     assert len(corpus) == 1_115_394 and corpus.startswith("First Citizen:\n")
-    vocab = text.CharVocab.from_text(corpus)
+    vocab = Vocab.chars(corpus)
     assert len(vocab) == 65 and vocab.tokens[:2] == ("\n", " ")  # sorted, as nanoGPT's stoi
     train, val = text.train_val_split(vocab.encode(corpus))
     # nanoGPT's shakespeare_char/prepare.py: "train has 1,003,854 tokens, val has 111,540".
@@ -25,7 +26,7 @@ def test_embedded_tiny_shakespeare_is_the_published_corpus():
 
 
 def test_char_vocab_round_trip_and_unknown_characters():
-    vocab = text.CharVocab.from_text("hello world")
+    vocab = Vocab.chars("hello world")
     ids = vocab.encode("low hell")
     assert ids.dtype == np.int32 and vocab.decode(ids) == "low hell"
     assert vocab.encode("d").tolist() == [vocab.tokens.index("d")]
@@ -34,9 +35,9 @@ def test_char_vocab_round_trip_and_unknown_characters():
 
 
 def test_word_vocab_lowercases_splits_punctuation_and_maps_unknown_to_unk():
-    vocab = text.WordVocab.from_text("The cat sat on the mat. The dog sat.")
-    assert vocab.tokens[0] == text.UNK and vocab.tokens[1] == "the"  # most frequent first
-    assert text.WordVocab.tokenize("The cat's mat.") == ["the", "cat's", "mat", "."]
+    vocab = Vocab.words("The cat sat on the mat. The dog sat.")
+    assert vocab.tokens[0] == UNK and vocab.tokens[1] == "the"  # most frequent first
+    assert tokenize_words("The cat's mat.") == ["the", "cat's", "mat", "."]
     ids = vocab.encode("The cat sat on the MAT.")
     assert vocab.decode(ids) == "the cat sat on the mat ."
     assert vocab.encode("the zebra").tolist() == [vocab.index["the"], 0]
@@ -45,7 +46,7 @@ def test_word_vocab_lowercases_splits_punctuation_and_maps_unknown_to_unk():
 
 def test_simple_sentences_corpus_holds_the_reference_example():
     corpus = text.load_text("simple_sentences")
-    vocab = text.WordVocab.from_text(corpus)
+    vocab = Vocab.words(corpus)
     train, _ = text.train_val_split(vocab.encode(corpus))
     words = vocab.decode(train)
     assert words.count("the cat sat on the mat") >= 4
@@ -116,3 +117,21 @@ def test_bad_text_input_is_a_one_line_user_error(tmp_path):
         eval_windows(short, 32)
     with pytest.raises(UserError, match="char or word"):
         text.make_vocab("byte", "abc")
+
+
+def test_one_vocab_type_serves_dates_and_prompts_with_special_tokens():
+    """Specials first (PAD 0, BOS 1, EOS 2); encode marks and pads, decode drops them and
+    stops at EOS; a vocabulary without `<unk>` names what it lacks."""
+    vocab = Vocab("abc", level="char", specials=3)
+    ids = vocab.encode("cab", 7, bos=True, eos=True)
+    assert ids.tolist() == [BOS_ID, 5, 3, 4, EOS_ID, PAD_ID, PAD_ID]
+    assert vocab.decode(ids) == "cab" and vocab.decode([3, EOS_ID, 4]) == "a"
+    with pytest.raises(UserError, match="needs 5 tokens, more than 4"):
+        vocab.encode("abc", 4, bos=True, eos=True)
+    with pytest.raises(UserError, match="'d'.*not in the vocabulary"):
+        vocab.encode("abd")
+    words = Vocab.words("a cat sat", specials=2)  # the prompts' layout: PAD, BOS, <unk>, ...
+    assert words.tokens[:3] == ("<pad>", "<bos>", UNK)
+    assert words.decode(words.encode("a dog", 4, bos=True)) == "a <unk>"
+    with pytest.raises(UserError, match="no special tokens"):
+        Vocab.chars("abc").encode("ab", 4)

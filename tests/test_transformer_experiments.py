@@ -8,7 +8,7 @@ import numpy as np
 from experiments import transformer_lm, transformer_seq2seq
 from jaxdl import cli
 from jaxdl.config import apply_overrides
-from jaxdl.data.dates import FORMATS, DateVocab, make_dataset, render
+from jaxdl.data.dates import FORMATS, date_vocab, make_dataset, render
 from tests.workdir_checks import check_event_files, check_info_and_eval
 
 
@@ -26,7 +26,7 @@ def test_dates_render_many_formats_and_splits_are_disjoint():
     assert src == render(iso, int(train["fmt"][0]))
     again, _, _ = make_dataset(3000, 500, seed=1)
     np.testing.assert_array_equal(again["src"], train["src"])
-    assert isinstance(DateVocab().encode("1998-03-05", 12, bos=True), np.ndarray)
+    assert date_vocab().encode("1998-03-05", 12, bos=True, eos=True).shape == (12,)
 
 
 def test_transformer_lm_tiny_run(tmp_path, capsys):

@@ -12,7 +12,7 @@ import datetime as dt
 
 import numpy as np
 
-from jaxdl.tasks.seq2seq import BOS, EOS, PAD
+from jaxdl.data.vocab import Vocab
 
 MONTHS_EN = ("January", "February", "March", "April", "May", "June", "July", "August",
              "September", "October", "November", "December")
@@ -21,7 +21,6 @@ MONTHS_FR = ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "
 DAYS_EN = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 DAYS_FR = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
 FIRST, LAST = dt.date(1950, 1, 1), dt.date(2049, 12, 31)
-SPECIALS = ("<pad>", "<bos>", "<eos>")
 
 
 def _ordinal(n: int) -> str:
@@ -49,36 +48,15 @@ def render(date: dt.date, fmt: int) -> str:
     return FORMATS[fmt](date)
 
 
-class DateVocab:
-    """Characters of every format, after the three specials (pad 0, bos 1, eos 2)."""
-
-    def __init__(self):
-        chars = set("0123456789-")
-        for d in (dt.date(2000, m, 1) for m in range(1, 13)):
-            for f in range(len(FORMATS)):
-                chars |= set(render(d, f))
-        for name in DAYS_EN + DAYS_FR:
-            chars |= set(name) | set(name.upper())
-        self.itos = list(SPECIALS) + sorted(chars)
-        self.stoi = {c: i for i, c in enumerate(self.itos)}
-
-    def __len__(self) -> int:
-        return len(self.itos)
-
-    def encode(self, text: str, length: int, *, bos: bool = False) -> np.ndarray:
-        ids = ([BOS] if bos else []) + [self.stoi[c] for c in text] + [EOS]
-        if len(ids) > length:
-            raise ValueError(f"{text!r} needs {len(ids)} ids, more than {length}")
-        return np.array(ids + [PAD] * (length - len(ids)), np.int32)
-
-    def decode(self, ids) -> str:
-        out = []
-        for i in np.asarray(ids).tolist():
-            if i == EOS:
-                break
-            if i >= len(SPECIALS):
-                out.append(self.itos[i])
-        return "".join(out)
+def date_vocab() -> Vocab:
+    """Characters of every format, after the three specials (PAD 0, BOS 1, EOS 2)."""
+    chars = set("0123456789-")
+    for d in (dt.date(2000, m, 1) for m in range(1, 13)):
+        for f in range(len(FORMATS)):
+            chars |= set(render(d, f))
+    for name in DAYS_EN + DAYS_FR:
+        chars |= set(name) | set(name.upper())
+    return Vocab(sorted(chars), level="char", specials=3)
 
 
 def make_dataset(num_train: int = 20_000, num_test: int = 2_000, seed: int = 0,
@@ -87,7 +65,7 @@ def make_dataset(num_train: int = 20_000, num_test: int = 2_000, seed: int = 0,
 
     `tgt` is (n, tgt_len) = BOS + 10 ISO characters + EOS (time-shifted by the loss).
     """
-    vocab = DateVocab()
+    vocab = date_vocab()
     rng = np.random.default_rng(seed)
     days = (LAST - FIRST).days + 1
     picks = rng.choice(days, num_train + num_test, replace=False)
@@ -95,9 +73,9 @@ def make_dataset(num_train: int = 20_000, num_test: int = 2_000, seed: int = 0,
     def build(offsets):
         dates = [FIRST + dt.timedelta(days=int(o)) for o in offsets]
         fmts = rng.integers(0, len(FORMATS), len(dates))
-        src = np.stack([vocab.encode(render(d, int(f)), src_len) for d, f in zip(dates, fmts,
-                                                                               strict=True)])
-        tgt = np.stack([vocab.encode(d.isoformat(), tgt_len, bos=True) for d in dates])
+        src = np.stack([vocab.encode(render(d, int(f)), src_len, eos=True)
+                        for d, f in zip(dates, fmts, strict=True)])
+        tgt = np.stack([vocab.encode(d.isoformat(), tgt_len, bos=True, eos=True) for d in dates])
         return {"src": src, "tgt": tgt, "fmt": fmts.astype(np.int32),
                 "date": np.array([d.isoformat() for d in dates])}
 

@@ -12,7 +12,7 @@ with PAD = 0 and BOS = 1 (so even the empty prompt, which means "unconditional",
 real token to attend to). Prompts are lower-cased and their spaces collapsed. `char`
 level: a fixed alphabet (lower-case letters, digits, space and `-',.`); an unknown
 character is an error. `word` level: the words of the training templates
-(`jaxdl.data.text.WordVocab`); an unknown word becomes `<unk>`. Both are rebuilt from the
+(`jaxdl.data.vocab.Vocab.words`); an unknown word becomes `<unk>`. Both are rebuilt from the
 prompt set's name and the level alone, so `jaxdl sample` needs nothing but the config.
 """
 
@@ -20,10 +20,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdl.data.text import CharVocab, WordVocab
+from jaxdl.data.vocab import PAD_ID, Vocab
 from jaxdl.errors import UserError
 
-PAD_ID, BOS_ID, OFFSET = 0, 1, 2
+OFFSET = 2  # ids 0, 1 are PAD and BOS: the first prompt token's id
 ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789 -',."
 
 FASHION_NOUNS = ("a t-shirt", "a pair of trousers", "a pullover", "a dress", "a coat",
@@ -94,10 +94,10 @@ class PromptTokenizer:
 
     def __init__(self, prompt_set: str, level: str = "char", max_len: int = 64):
         if level == "char":
-            self.vocab = CharVocab(ALPHABET)
+            self.vocab = Vocab(ALPHABET, level="char", specials=OFFSET)
         elif level == "word":
             train = prompts(prompt_set, "train")
-            self.vocab = WordVocab.from_text(" ".join(p for row in train for p in row))
+            self.vocab = Vocab.words(" ".join(p for row in train for p in row), specials=OFFSET)
         else:
             raise UserError(f"unknown text level {level!r}; choose char or word "
                             "(--config.text_level)")
@@ -105,7 +105,7 @@ class PromptTokenizer:
 
     @property
     def vocab_size(self) -> int:
-        return len(self.vocab) + OFFSET
+        return len(self.vocab)
 
     def encode(self, text: str) -> np.ndarray:
         if not isinstance(text, str):
@@ -117,22 +117,18 @@ class PromptTokenizer:
                 raise UserError(f"prompt {text!r} has characters {''.join(bad)!r} that the "
                                 "character vocabulary lacks; use only letters, digits, spaces "
                                 f"and {ALPHABET[-4:]!r} (e.g. \"an ankle boot\")")
-        ids = self.vocab.encode(clean) + OFFSET if clean else np.zeros(0, np.int32)
-        if len(ids) + 1 > self.max_len:
-            raise UserError(f"prompt {text!r} has {len(ids)} {self.level} tokens; the model "
+        n = len(self.vocab.split(clean))
+        if n + 1 > self.max_len:
+            raise UserError(f"prompt {text!r} has {n} {self.level} tokens; the model "
                             f"reads at most {self.max_len - 1}; shorten the prompt")
-        out = np.full(self.max_len, PAD_ID, np.int32)
-        out[0] = BOS_ID
-        out[1:1 + len(ids)] = ids
-        return out
+        return self.vocab.encode(clean, self.max_len, bos=True)
 
     def encode_batch(self, texts) -> np.ndarray:
         return np.stack([self.encode(t) for t in texts]) if len(texts) else np.zeros(
             (0, self.max_len), np.int32)
 
     def decode(self, ids) -> str:
-        ids = [int(i) - OFFSET for i in np.asarray(ids).reshape(-1) if int(i) >= OFFSET]
-        return ("" if self.level == "char" else " ").join(self.vocab.tokens[i] for i in ids)
+        return self.vocab.decode(ids)
 
     @property
     def empty(self) -> np.ndarray:

@@ -14,9 +14,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxdl.data.vocab import BOS_ID as BOS
+from jaxdl.data.vocab import EOS_ID as EOS
+from jaxdl.data.vocab import PAD_ID as PAD
 from jaxdl.tasks.common import apply_model, finish
-
-PAD, BOS, EOS = 0, 1, 2
 
 
 def teacher_forcing_loss(params, batch, rng, model, train, *, batch_stats=None, pad_id=PAD):
