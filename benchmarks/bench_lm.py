@@ -75,6 +75,7 @@ class JaxTrain(_Jax):
         return None  # one device
 
     def setup(self) -> dict:
+        from jaxdl.nn import count_params
         from jaxdl.tasks import language
         from jaxdl.train import make_train_step, parallel
 
@@ -91,7 +92,7 @@ class JaxTrain(_Jax):
         for _ in range(self.cfg["warmup"]):
             steady = self._steps(1)
         return {"first_step_s": first, "steady_step_s": steady, "compile_s": first - steady,
-                "params": int(sum(x.size for x in self.jax.tree.leaves(self.state.params))),
+                "params": count_params(self.state.params),
                 "devices": 1 if mesh is None else mesh.devices.size}
 
     def _steps(self, n: int) -> float:

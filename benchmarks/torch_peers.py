@@ -9,11 +9,13 @@
   machine's local index are CUDA builds whose C++ ops fail to load against the CPU torch),
   so the transforms are the same PIL calls that torchvision makes for PIL images, written
   out, with ToTensor and Normalize as torch ops.
-- `GPTPeer`: a small nanoGPT-style character GPT of the shape of jaxdl's decoder LM config
-  (pre-norm blocks, learned positions, no biases, exact GELU, tied embeddings), with
-  `F.scaled_dot_product_attention` as nanoGPT uses, and optional KV-cached generation.
+- `GPTPeer`: nanoGPT's GPT (its names and init) at the shape of jaxdl's decoder LM config,
+  with `F.scaled_dot_product_attention` as nanoGPT uses, and optional KV-cached generation;
+  `make_gpt_trainer`: nanoGPT train.py's AdamW step and learning-rate schedule.
 
-Nothing here imports jaxdl; the benchmark feeds both sides the same numpy data.
+These are the only PyTorch references of the project: the benchmarks race them and the
+golden files the tests compare against (tests/golden_*.py) are written with them. Nothing
+here imports jaxdl; both sides get the same numpy data.
 """
 
 from __future__ import annotations
@@ -139,52 +141,62 @@ class CausalSelfAttention(nn.Module):
         return self.c_proj(y.transpose(1, 2).contiguous().view(b, t, c))
 
 
-class GPTBlock(nn.Module):
+class MLP(nn.Module):
+    def __init__(self, dim: int, bias: bool):
+        super().__init__()
+        self.c_fc = nn.Linear(dim, 4 * dim, bias=bias)
+        self.gelu = nn.GELU()
+        self.c_proj = nn.Linear(4 * dim, dim, bias=bias)
+
+    def forward(self, x):
+        return self.c_proj(self.gelu(self.c_fc(x)))
+
+
+class Block(nn.Module):
     def __init__(self, dim: int, heads: int, bias: bool):
         super().__init__()
         self.ln_1 = nn.LayerNorm(dim, bias=bias)
         self.attn = CausalSelfAttention(dim, heads, bias)
         self.ln_2 = nn.LayerNorm(dim, bias=bias)
-        self.c_fc = nn.Linear(dim, 4 * dim, bias=bias)
-        self.c_proj = nn.Linear(4 * dim, dim, bias=bias)
+        self.mlp = MLP(dim, bias)
 
     def forward(self, x, cache=None, pos: int = 0):
         x = x + self.attn(self.ln_1(x), cache, pos)
-        return x + self.c_proj(F.gelu(self.c_fc(self.ln_2(x))))
+        return x + self.mlp(self.ln_2(x))
 
 
 class GPTPeer(nn.Module):
-    """nanoGPT's GPT at jaxdl's decoder LM default shape (4 layers, 4 heads, 128 wide, 64)."""
+    """nanoGPT's `GPT` (model.py: its module and parameter names, so its state_dict converts
+    with `decoder_lm_params_from_nanogpt`; pre-norm blocks, learned positions, exact GELU,
+    tied embeddings, GPT-2 init with c_proj scaled by depth), at jaxdl's decoder LM default
+    shape (4 layers, 4 heads, 128 wide, context 64), plus a KV cache for generation.
+    The golden step-for-step test (tests/golden_gpt.py) and the benchmarks both use it."""
 
     def __init__(self, vocab_size: int, num_layers: int = 4, num_heads: int = 4, dim: int = 128,
                  block_size: int = 64, bias: bool = False):
         super().__init__()
         self.block_size, self.num_layers = block_size, num_layers
         self.num_heads, self.dim = num_heads, dim
-        self.wte = nn.Embedding(vocab_size, dim)
-        self.wpe = nn.Embedding(block_size, dim)
-        self.blocks = nn.ModuleList(GPTBlock(dim, num_heads, bias) for _ in range(num_layers))
-        self.ln_f = nn.LayerNorm(dim, bias=bias)
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(vocab_size, dim), wpe=nn.Embedding(block_size, dim),
+            h=nn.ModuleList(Block(dim, num_heads, bias) for _ in range(num_layers)),
+            ln_f=nn.LayerNorm(dim, bias=bias)))
         self.lm_head = nn.Linear(dim, vocab_size, bias=False)
-        self.lm_head.weight = self.wte.weight  # tied embeddings
-        self.apply(self._init)
-        for name, p in self.named_parameters():  # GPT-2's scaled residual projections
-            if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * num_layers))
-
-    @staticmethod
-    def _init(m):
-        if isinstance(m, nn.Linear | nn.Embedding):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-            if getattr(m, "bias", None) is not None:
-                nn.init.zeros_(m.bias)
+        self.transformer.wte.weight = self.lm_head.weight  # tied embeddings
+        for name, p in self.named_parameters():  # nanoGPT's init, in parameter order
+            if p.dim() >= 2:  # GPT-2's residual projections scaled by depth
+                std = 0.02 / math.sqrt(2 * num_layers) if name.endswith("c_proj.weight") else 0.02
+                nn.init.normal_(p, 0.0, std)
+            elif name.endswith(".bias") and "ln_" not in name:
+                nn.init.zeros_(p)
 
     def forward(self, idx, caches=None, pos: int = 0):
         t = idx.shape[1]
-        x = self.wte(idx) + self.wpe(torch.arange(pos, pos + t, device=idx.device))
-        for i, block in enumerate(self.blocks):
+        tr = self.transformer
+        x = tr.wte(idx) + tr.wpe(torch.arange(pos, pos + t, device=idx.device))
+        for i, block in enumerate(tr.h):
             x = block(x, None if caches is None else caches[i], pos)
-        return self.lm_head(self.ln_f(x))
+        return self.lm_head(tr.ln_f(x))
 
     def new_cache(self, batch: int):
         shape = (batch, self.num_heads, self.block_size, self.dim // self.num_heads)

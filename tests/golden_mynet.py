@@ -2,11 +2,11 @@
 
 Run by a developer with torch installed, once, to (re)write tests/data/mynet_golden.npz:
 
-    .venv/bin/pip install torch==2.13.0 && .venv/bin/python tests/golden_mynet.py
+    .venv/bin/pip install torch==2.13.0 && .venv/bin/python -m tests.golden_mynet
 
 The test (test_cnn.py) rebuilds the same weights with numpy from `formula_state_dict`,
 converts them with `mynet_params_from_torch` and compares logits, without torch.
-The PyTorch model below is written from the reference primer's description of MY_NET.
+The PyTorch model is `benchmarks.torch_peers.MyNetPeer`, the reference primer's MY_NET.
 """
 
 from pathlib import Path
@@ -48,26 +48,10 @@ def formula_input(batch: int = 2) -> np.ndarray:
 
 def main() -> None:
     import torch
-    from torch import nn
-    from torch.nn import functional as F
 
-    class MyNetTorch(nn.Module):
-        def __init__(self, num_classes=10):
-            super().__init__()
-            self.conv1 = nn.Conv2d(3, 32, 3, padding=1)
-            self.conv2 = nn.Conv2d(32, 64, 3, padding=1)
-            self.conv3 = nn.Conv2d(64, 128, 3, padding=1)
-            self.fc1 = nn.Linear(128 * 12 * 12, 512)
-            self.fc2 = nn.Linear(512, num_classes)
-            self.dropout = nn.Dropout(0.5)
+    from benchmarks.torch_peers import MyNetPeer
 
-        def forward(self, x):
-            x = F.max_pool2d(F.relu(self.conv2(F.relu(self.conv1(x)))), 2)
-            x = F.max_pool2d(F.relu(self.conv3(x)), 2)
-            x = self.dropout(torch.flatten(x, 1))
-            return self.fc2(self.dropout(F.relu(self.fc1(x))))
-
-    model = MyNetTorch().eval()
+    model = MyNetPeer().eval()
     model.load_state_dict({k: torch.from_numpy(v) for k, v in formula_state_dict().items()})
     x = formula_input()
     with torch.no_grad():

@@ -19,6 +19,7 @@ gradients equal it. Training in the library itself always uses autodiff.
 import jax
 import jax.numpy as jnp
 
+from jaxdl.errors import UserError
 from jaxdl.nn.mlp import get_activation
 
 HAND_ACTIVATIONS = ("sigmoid", "tanh", "relu")
@@ -43,7 +44,7 @@ def init_two_layer(rng: jax.Array, n_in: int, n_hidden: int, n_out: int,
 
 def _check_activation(activation: str) -> None:
     if activation not in HAND_ACTIVATIONS:
-        raise ValueError(f"hand-written backprop supports activations "
+        raise UserError(f"hand-written backprop supports activations "
                          f"{', '.join(HAND_ACTIVATIONS)}; got {activation!r}")
 
 
@@ -78,7 +79,7 @@ def loss_value(out: jax.Array, y: jax.Array, loss: str = "mse") -> jax.Array:
     if loss == "softmax_ce":
         log_p = jax.nn.log_softmax(out, axis=-1)
         return -jnp.mean(jnp.take_along_axis(log_p, y.astype(jnp.int32)[:, None], axis=-1))
-    raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(HAND_LOSSES)}")
+    raise UserError(f"unknown loss {loss!r}; choose one of {', '.join(HAND_LOSSES)}")
 
 
 def loss_and_grads(params: dict, x: jax.Array, y: jax.Array, activation: str = "relu",

@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 import flax.linen as nn
 import jax
 
+from jaxdl.errors import UserError
+
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "sigmoid": nn.sigmoid,
     "tanh": nn.tanh,
@@ -34,7 +36,7 @@ def get_activation(name: str | Callable) -> Callable[[jax.Array], jax.Array]:
     try:
         return ACTIVATIONS[name]
     except KeyError:
-        raise ValueError(
+        raise UserError(
             f"unknown activation {name!r}; choose one of {', '.join(sorted(ACTIVATIONS))}"
         ) from None
 

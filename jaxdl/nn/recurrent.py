@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.errors import UserError
+from jaxdl.nn.params import count_params  # noqa: F401  (re-exported)
 
 CELLS = ("rnn", "lstm", "gru")
 Carry = Any  # per layer: h for rnn and gru, (c, h) for lstm
@@ -105,10 +106,6 @@ class RecurrentLM(nn.Module):
             x = self.drop(x, deterministic=not train)
         logits = self.head(x)  # (batch, time, vocab_size)
         return (logits, tuple(new_carry)) if return_carry else logits
-
-
-def count_params(params) -> int:
-    return int(sum(x.size for x in jax.tree.leaves(params)))
 
 
 def param_count(cell: str, vocab_size: int, embed_dim: int, hidden_dim: int,

@@ -24,7 +24,7 @@ def mynet_params_from_torch(state_dict: Mapping[str, np.ndarray]) -> dict:
     missing = [k for k in ("conv1.weight", "conv2.weight", "conv3.weight", "fc1.weight",
                            "fc2.weight") if k not in sd]
     if missing:
-        raise ValueError(f"state_dict lacks {missing}; pass MY_NET().state_dict() as numpy")
+        raise UserError(f"state_dict lacks {missing}; pass MY_NET().state_dict() as numpy")
     params = {}
     for name in ("conv1", "conv2", "conv3"):
         params[name] = {"kernel": sd[f"{name}.weight"].transpose(2, 3, 1, 0),

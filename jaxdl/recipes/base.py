@@ -10,10 +10,10 @@ from typing import Any
 
 import jax
 import ml_collections
-import numpy as np
 import optax
 
 from jaxdl.errors import UserError
+from jaxdl.nn import count_params  # noqa: F401  (re-exported: recipes.count_params)
 from jaxdl.train import create_train_state, make_eval_step, parallel
 from jaxdl.train.compile import compile_eval
 
@@ -28,11 +28,6 @@ def base_config(recipe: str) -> ml_collections.ConfigDict:
     c.log_every = 50  # steps between train/* scalar rows (metrics.jsonl, TensorBoard)
     c.checkpoint_every = 0  # steps between checkpoints besides each epoch end (0: none)
     return c
-
-
-def count_params(params) -> int:
-    """Number of scalars in a parameter pytree (or the params of a TrainState)."""
-    return int(sum(np.prod(np.shape(x)) for x in jax.tree.leaves(params)))
 
 
 @dataclasses.dataclass
