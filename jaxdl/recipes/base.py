@@ -12,6 +12,7 @@ import jax
 import ml_collections
 import optax
 
+from jaxdl.data.loader import ArrayLoader
 from jaxdl.errors import UserError
 from jaxdl.nn import count_params  # noqa: F401  (re-exported: recipes.count_params)
 from jaxdl.train import create_train_state, make_eval_step, parallel
@@ -77,6 +78,17 @@ class Context:
     def eval_step(self, task: Task, **kw) -> Callable:
         return self.compile_eval(make_eval_step(task.loss_fn, task.model,
                                                 preprocess=task.preprocess, **kw))
+
+    @property
+    def shard(self) -> dict:
+        """An eval loader's keywords: on a mesh each process loads its slice of a batch."""
+        return {} if self.mesh is None else parallel.process_shard()
+
+    def eval_loader(self, arrays: dict, batch_size: int) -> "ArrayLoader":
+        """One unshuffled pass over `arrays` in batches that split over the mesh."""
+        n = len(next(iter(arrays.values())))
+        return ArrayLoader(arrays, self.eval_batch_size(batch_size, n), shuffle=False,
+                           **self.shard)
 
     def eval_batch_size(self, size: int, n: int) -> int:
         """At most `n` (no batch larger than the split) and a multiple of the devices."""

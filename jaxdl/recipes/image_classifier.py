@@ -22,7 +22,7 @@ from jaxdl.nn import MyNet
 from jaxdl.recipes.base import Context, Recipe, Task, base_config
 from jaxdl.tasks import classify
 from jaxdl.train import make_optimizer
-from jaxdl.train.report import classification_report, logits_function
+from jaxdl.train.report import classification_report, labels_of, logits_function
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -78,15 +78,15 @@ class ImageClassifier(Recipe):
 
     def evaluate(self, config, task, data, state, ctx: Context) -> dict:
         test = data.test
-        loader = ArrayLoader({"image": test.images, "label": test.labels},
-                             ctx.eval_batch_size(config.eval_batch_size, len(test)),
-                             shuffle=False)
+        loader = ctx.eval_loader({"image": test.images, "label": test.labels},
+                                 config.eval_batch_size)
         logits_fn = ctx.compile_eval(logits_function(task.model, task.preprocess))
+        labels_fn = None if ctx.mesh is None else ctx.compile_eval(labels_of)
         return classification_report(logits_fn, state, loader, num_classes=test.num_classes,
                                      class_names=test.class_names,
                                      workdir=ctx.workdir if ctx.figures and ctx.is_main else None,
                                      verbose=ctx.is_main and ctx.verbose,
-                                     put_batch=ctx.put_batch)
+                                     put_batch=ctx.put_batch, labels_fn=labels_fn)
 
     def report(self, config, task, data, state, history, ctx, writer) -> dict:
         if ctx.figures and ctx.is_main:

@@ -13,7 +13,7 @@ import numpy as np
 
 from jaxdl import plots
 from jaxdl.data import text as textdata
-from jaxdl.data.loader import ArrayLoader, WindowLoader, eval_windows
+from jaxdl.data.loader import WindowLoader, eval_windows
 from jaxdl.errors import UserError
 from jaxdl.recipes.base import Recipe, base_config, steady_rate
 from jaxdl.tasks import language
@@ -70,11 +70,9 @@ class LanguageModel(Recipe):
         data.vocab.encode(config.prompt)  # an unknown character too
         return loader
 
-    def val_loader(self, config, data, ctx) -> ArrayLoader:
+    def val_loader(self, config, data, ctx):
         windows = eval_windows(data.val_ids, config.seq_len, config.val_windows)
-        return ArrayLoader({"tokens": windows},
-                           ctx.eval_batch_size(config.eval_batch_size, len(windows)),
-                           shuffle=False)
+        return ctx.eval_loader({"tokens": windows}, config.eval_batch_size)
 
     def validate(self, config, task, data, state, ctx) -> dict:
         return language.lm_metrics(evaluate(ctx.eval_step(task), state,

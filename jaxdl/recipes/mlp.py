@@ -63,9 +63,7 @@ class TabularMLP(Recipe):
         return ArrayLoader(data["train"], config.batch_size, seed=config.seed, **shard)
 
     def evaluate(self, config, task, data, state, ctx) -> dict:
-        n_test = len(data["test"]["y"])
-        loader = ArrayLoader(data["test"], ctx.eval_batch_size(config.eval_batch_size, n_test),
-                             shuffle=False)
+        loader = ctx.eval_loader(data["test"], config.eval_batch_size)
         m = evaluate(ctx.eval_step(task), state, loader, put_batch=ctx.put_batch)
         out = {"test_loss": m["loss"]}
         if data["kind"] == "regression":  # in the target's own units

@@ -14,7 +14,7 @@ import numpy as np
 
 from jaxdl import plots
 from jaxdl.data.dates import make_dataset
-from jaxdl.data.loader import ArrayLoader, StepLoader
+from jaxdl.data.loader import StepLoader
 from jaxdl.errors import UserError
 from jaxdl.nn.transformer import EncoderDecoder
 from jaxdl.recipes.base import Recipe, Task, base_config
@@ -84,9 +84,8 @@ class DateTranslation(Recipe):
 
     def evaluate(self, config, task, data, state, ctx) -> dict:
         test = data["test"]
-        loader = ArrayLoader({"src": test["src"], "tgt": test["tgt"]},
-                             ctx.eval_batch_size(config.eval_batch_size, len(test["src"])),
-                             shuffle=False)
+        loader = ctx.eval_loader({"src": test["src"], "tgt": test["tgt"]},
+                                 config.eval_batch_size)
         m = evaluate(ctx.eval_step(task), state, loader, put_batch=ctx.put_batch)
         decoded = self.translate(config, task, data, jax.device_get(state.params), test["src"])
         hits = np.array([d == t for d, t in zip(decoded, test["date"], strict=True)])

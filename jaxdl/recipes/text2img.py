@@ -194,8 +194,7 @@ class TextToImageDiffusion(Recipe):
         out["test_accuracy"] = out["prompt_accuracy"]  # the README table's generic field
         if config.test_loss_images:  # the diffusion loss (EMA params, training templates)
             m = config.test_loss_images
-            loader = ArrayLoader({"image": test.images[:m], "label": test.labels[:m]},
-                                 ctx.eval_batch_size(500, m), shuffle=False)
+            loader = ctx.eval_loader({"image": test.images[:m], "label": test.labels[:m]}, 500)
             out["test_loss"] = evaluate(ctx.eval_step(task, use_ema=True), state, loader,
                                         put_batch=ctx.put_batch)["loss"]
         ctx.say(f"prompt accuracy (held-out templates, {len(images)} images): "

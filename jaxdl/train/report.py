@@ -34,12 +34,23 @@ def make_logits_fn(model, preprocess=None, input_key: str = "image"):
     return jax.jit(logits_function(model, preprocess, input_key))
 
 
+def labels_of(state, batch):
+    """`(state, batch) -> labels`: to compile on a mesh beside the logits function."""
+    return batch["label"]
+
+
 def classification_report(logits_fn, state, loader, *, num_classes: int, class_names=None,
                           workdir: Path | None = None, verbose: bool = True,
-                          put_batch=lambda b: b) -> dict:
-    """Evaluate on every example of `loader`; print and return the reference's test summary."""
+                          put_batch=lambda b: b, labels_fn=None) -> dict:
+    """Evaluate on every example of `loader`; print and return the reference's test summary.
+
+    On a mesh whose processes each load their slice of every batch, pass `put_batch` and a
+    compiled `labels_fn` (`labels_of`), so labels and logits come back in the same order."""
     logits = predict(logits_fn, state, loader, put_batch=put_batch)
-    labels = np.concatenate([b["label"][b["mask"] > 0] for b in loader.epoch(0)])
+    if labels_fn is None:  # host batches: the labels are the loader's own
+        labels = np.concatenate([b["label"][b["mask"] > 0] for b in loader.epoch(0)])
+    else:  # through the mesh, in the order of the (global) logits
+        labels = predict(labels_fn, state, loader, put_batch=put_batch)
     preds = logits.argmax(-1)
     test_loss = float(np.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels)))
     test_acc = metrics.accuracy(labels, preds)
