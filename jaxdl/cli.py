@@ -1,6 +1,7 @@
 """The `jaxdl` command: every subcommand works from a run's workdir alone.
 
     jaxdl train   --config=configs/fashion_mnist_cnn.py --workdir DIR [--config.KEY=VALUE ...]
+    jaxdl train   --config.recipe=decoder_lm --workdir DIR   (a recipe's default config)
     jaxdl info    --workdir DIR                  recipe, config, latest step, parameters, results
     jaxdl eval    --workdir DIR                  re-evaluate the latest checkpoint -> DIR/eval.json
     jaxdl sample  --workdir DIR [--prompt TEXT] [--num N] [--out FILE] [--seed S]
@@ -24,8 +25,10 @@ from pathlib import Path
 from jaxdl.config import load_config, read_json
 from jaxdl.errors import UserError
 
-TRAIN_USAGE = ("usage: jaxdl train --config=FILE.py [--workdir DIR] [--config.KEY=VALUE ...]"
-               "\n  FILE.py: a file with get_config(), e.g. configs/fashion_mnist_cnn.py")
+TRAIN_USAGE = ("usage: jaxdl train (--config=FILE.py | --config.recipe=NAME) [--workdir DIR] "
+               "[--config.KEY=VALUE ...]\n  FILE.py: a file with get_config(), e.g. "
+               "configs/fashion_mnist_cnn.py; NAME: mlp, image_classifier, rnn_lm, decoder_lm, "
+               "seq2seq, text2img (its default config)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -130,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
                      epilog=__doc__.split("\n\n", 1)[1],
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    _add(sub, "train", "train a recipe's config: jaxdl train --config=FILE.py "
-                                 "--workdir DIR [--config.KEY=VALUE ...]")
+    _add(sub, "train", "train a config: jaxdl train (--config=FILE.py | "
+                       "--config.recipe=NAME) --workdir DIR [--config.KEY=VALUE ...]")
     p = _add(sub, "info", "a run's recipe, config, checkpoints, parameters, results")
     p.add_argument("--workdir", required=True, type=Path)
     p = _add(sub, "eval", "re-evaluate the latest checkpoint; writes DIR/eval.json "

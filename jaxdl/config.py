@@ -107,7 +107,7 @@ def parse_args(argv: list[str], get_config: Callable[[], ml_collections.ConfigDi
             print(usage)
             raise SystemExit(0)
         raise UserError("no config given; pass --config=FILE.py (e.g. "
-                        "--config=configs/fashion_mnist_cnn.py)")
+                        "--config=configs/fashion_mnist_cnn.py) or --config.recipe=NAME")
     config = load_config_file(config_file) if config_file is not None else get_config()
     if help_asked:
         print(usage)

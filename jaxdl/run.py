@@ -105,7 +105,7 @@ def load(workdir, *, restore: bool = True) -> Run:
     task = recipe.build(config, data)
     state, step = None, None
     if restore:
-        command = f"jaxdl train --workdir {workdir} --config.recipe={recipe.name}"
+        command = f"jaxdl train --config.recipe={recipe.name} --workdir {workdir}"
         state, _, step = restore_from_workdir(workdir, task.abstract_state(config.seed),
                                               fix=f"train first ({command})")
     return Run(workdir, config, recipe, data, task, state, step)
@@ -121,14 +121,25 @@ def evaluate(workdir, *, verbose: bool = True) -> dict:
     return metrics
 
 
-USAGE = ("usage: python -m jaxdl.run --config=FILE.py [--workdir DIR] [--config.KEY=VALUE ...]"
-         "\n  FILE.py: a file with get_config(), e.g. configs/fashion_mnist_cnn.py")
+USAGE = ("usage: python -m jaxdl.run (--config=FILE.py | --config.recipe=NAME) [--workdir DIR] "
+         "[--config.KEY=VALUE ...]\n  FILE.py: a file with get_config(), e.g. "
+         f"configs/fashion_mnist_cnn.py; NAME: {', '.join(recipes.RECIPES)}")
 
 
 def main(argv: list[str] | None = None, usage: str = USAGE):
-    """`python -m jaxdl.run --config=FILE.py --workdir DIR [--config.KEY=VALUE ...]`."""
+    """`python -m jaxdl.run --config=FILE.py --workdir DIR [--config.KEY=VALUE ...]`, or a
+    recipe's default config with `--config.recipe=NAME`."""
     argv = sys.argv[1:] if argv is None else argv
-    return run_main(lambda: parse_args(argv, None, "runs/run", usage=usage), train)
+    return run_main(lambda: parse_args(argv, _recipe_default(argv), "runs/run", usage=usage),
+                    train)
+
+
+def _recipe_default(argv: list[str]):
+    """The default config of the recipe `--config.recipe=NAME` names, where no file is given."""
+    names = [a.split("=", 1)[1] for a in argv if a.startswith("--config.recipe=")]
+    if not names or any(a == "--config" or a.startswith("--config=") for a in argv):
+        return None
+    return lambda: recipes.get(names[-1]).get_config()
 
 
 if __name__ == "__main__":

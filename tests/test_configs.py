@@ -54,3 +54,14 @@ def test_jaxdl_train_runs_a_config_file(tmp_path):
     assert results["recipe"] == "seq2seq" and results["step"] == 6
     saved = json.loads((workdir / "config.json").read_text())
     assert saved["dim"] == 32 and saved["num_train"] == 300
+
+
+def test_jaxdl_train_a_recipes_default_config(tmp_path):
+    from jaxdl import run
+
+    with pytest.raises(SystemExit) as e:  # a recipe that does not exist: one line, exit 2
+        run.main(["--config.recipe=nope", "--workdir", str(tmp_path / "x")])
+    assert e.value.code == 2
+    results = run.main(["--config.recipe=mlp", "--workdir", str(tmp_path / "mlp"),
+                        "--config.epochs=1", "--config.problem=breast_cancer"])
+    assert results["recipe"] == "mlp" and results["problem"] == "breast_cancer"

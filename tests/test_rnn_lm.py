@@ -26,13 +26,13 @@ def test_the_cat_sat_on_the_mat(tmp_path, capsys):
                      prompt="The cat sat on the", temperature=0, sample_tokens=2)
     results = rnn_lm.main(config, tmp_path)
     assert results["sample"] == "mat ."
+    assert "the cat sat on the mat ." in capsys.readouterr().out.lower()
     r = run.load(tmp_path)  # the run, rebuilt from its workdir alone
     state, model, vocab = r.state, r.task.model, r.data.vocab
     capsys.readouterr()
     assert cli.main(["sample", "--workdir", str(tmp_path), "--prompt", "The dog sat on the",
                      "--num", "1"]) == 0  # temperature 0 (the run's): greedy
     assert capsys.readouterr().out.strip() == "The dog sat on the rug"
-    assert "the cat sat on the mat ." in capsys.readouterr().out.lower()
     # The completion depends on the animal four words back, not on "the" alone.
     for animal, home in [("dog", "rug"), ("bird", "branch"), ("boy", "chair"), ("girl", "bench")]:
         ids = language.generate(model, state.params, vocab.encode(f"The {animal} sat on the"),
