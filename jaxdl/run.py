@@ -66,7 +66,7 @@ def train(config, workdir) -> dict:
         writer.scalars(final_step, {f"eval/{k}": v for k, v in metrics.items()})
         if isinstance(metrics.get("sample"), str):
             writer.texts(final_step, {"sample": config.get("prompt", "") + metrics["sample"]})
-        extra = recipe.report(config, task, data, jax.device_get(state), history, ctx, writer)
+        extra = recipe.report(config, task, data, state, history, ctx, writer)
     finally:
         writer.close()
     results = {"recipe": recipe.name, "device_kind": jax.devices()[0].device_kind,

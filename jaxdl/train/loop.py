@@ -181,7 +181,9 @@ class _Loop:
             try:
                 for i, batch in enumerate(loader.epoch(pos.epoch, pos.batch)):
                     state, metrics = train_step(state, self.put_batch(batch))
-                    sums, self.window = _add(sums, metrics), _add(self.window, metrics)
+                    sums = _add(sums, metrics)
+                    if self.log_every:
+                        self.window = _add(self.window, metrics)
                     step += 1
                     self.guard.add(step, metrics)
                     if self.block:
