@@ -13,7 +13,11 @@ Resume protocol (the Flax examples' convention):
 1. no checkpoint in the workdir: start fresh;
 2. a complete latest step: restore it, into the caller's state template (and so
    into the caller's sharding);
-3. the latest step cannot be read (corrupt): say so, try the previous one;
+3. the latest step cannot be read (corrupt metadata, missing items, truncated or garbled
+   arrays): say so and try the previous one. A training Checkpointer (`cleanup=True`)
+   moves each damaged step aside to `<step>.damaged-<time>` (nothing is deleted) once an
+   older step has restored, so the run retrains through that step and saves it anew;
+   readers leave it in place;
 4. the checkpoint does not fit the model (a parameter missing, extra or of another shape,
    found from the step's metadata before any array is read): raise a UserError naming
    it, delete nothing. A fitting step whose restore still fails is case 3.
@@ -21,7 +25,11 @@ Resume protocol (the Flax examples' convention):
 against the loader on resume by `check_data_position`) and the curves so far.
 """
 
+import contextlib
+import logging
 import shutil
+import sys
+import time
 from pathlib import Path
 
 import jax
@@ -43,6 +51,7 @@ class Checkpointer:
         except OSError as e:
             raise UserError(f"cannot create checkpoint directory {self.directory}: "
                             f"{e.strerror}; pick a writable --workdir") from None
+        self.cleanup = cleanup
         if cleanup and jax.process_index() == 0:
             remove_unfinished(self.directory)
         options = ocp.CheckpointManagerOptions(
@@ -71,11 +80,14 @@ class Checkpointer:
         metadata or arrays cannot be read is corrupt, and the previous step is tried."""
         steps = sorted(self.manager.all_steps(), reverse=True)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+        damaged = []
         for i, step in enumerate(steps):
             try:
-                stored = self._stored_shapes(step)
+                with _quiet_orbax():
+                    stored = self._stored_shapes(step)
             except _UNREADABLE as e:
                 self._fall_back(step, steps[i + 1:], e)
+                damaged.append(step)
                 continue
             mismatch = _first_mismatch(stored, abstract)
             if mismatch is not None:
@@ -86,10 +98,14 @@ class Checkpointer:
                 state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
             )
             try:
-                restored = self.manager.restore(step, args=args)
+                with _quiet_orbax():
+                    restored = self.manager.restore(step, args=args)
             except _UNREADABLE as e:  # the tree fits (checked above): the files are damaged
                 self._fall_back(step, steps[i + 1:], e)
+                damaged.append(step)
                 continue
+            if damaged and self.cleanup:
+                self._move_aside(damaged)
             return restored.state, dict(restored.meta), step
         if steps:
             raise UserError(f"no readable checkpoint in {self.directory} (steps {steps}); "
@@ -111,7 +127,19 @@ class Checkpointer:
     def _fall_back(step: int, older: list[int], e: Exception) -> None:
         if older:
             print(f"Checkpoint step {step} is unreadable ({_first_line(e)}); "
-                  f"falling back to step {older[0]}.")
+                  f"falling back to step {older[0]}.", flush=True)
+
+    def _move_aside(self, steps: list[int]) -> None:
+        """Rename damaged steps to `<step>.damaged-<time>` (process 0; kept for inspection)
+        so that training can save those steps again."""
+        if jax.process_index() == 0:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            for step in steps:
+                target = self.directory / f"{step}.damaged-{stamp}"
+                (self.directory / str(step)).rename(target)
+                print(f"Moved the damaged checkpoint step {step} aside to {target.name}.",
+                      flush=True)
+        self.manager.reload()
 
     def wait(self) -> None:
         self.manager.wait_until_finished()
@@ -186,10 +214,26 @@ def check_data_position(meta: dict, loader, step: int, directory) -> None:
         "it was saved with, or use a fresh --workdir")
 
 
-# What reading a damaged step raises (orbax/tensorstore: ValueError, json errors included;
-# missing files: OSError; a truncated tree: KeyError). UserError, a ValueError, is never
-# raised inside the `try`s that catch these.
-_UNREADABLE = (OSError, KeyError, ValueError)
+# What reading a damaged step raises: orbax/tensorstore ValueError (json errors included),
+# OSError for missing files, KeyError for a truncated tree, and a bare `Exception`
+# ("Encountered error while reading array index") for a truncated array file. The `try`s
+# that catch these hold only orbax calls, so nothing of jaxdl's (a UserError) is caught.
+_UNREADABLE = (Exception,)
+
+
+@contextlib.contextmanager
+def _quiet_orbax():
+    """Silence orbax's and asyncio's own logging of a failed read (hundreds of lines on
+    stderr for one truncated array); the failure itself is raised and reported in one line."""
+    loggers = [logging.getLogger(n) for n in ("absl", "asyncio", "orbax", "jax")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 def _shape(value) -> tuple[int, ...] | None:
@@ -224,8 +268,21 @@ def _first_mismatch(stored: dict, abstract) -> str | None:
 
 
 def _first_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
+    text = str(e).strip().split(" See full TensorStore details")[0].splitlines()
     return text[0][:200] if text else type(e).__name__
+
+
+def _drop_orbax_read_noise(unraisable) -> None:
+    """`sys.unraisablehook`: orbax's concurrent array reads that fail after the first one
+    are reported by Python as 'Exception ignored in <coroutine ...>' when collected; the
+    failure is already reported (one line) by `restore_latest`, so drop those alone."""
+    if "_read_array_index" in repr(getattr(unraisable, "object", None)):
+        return
+    _DEFAULT_UNRAISABLEHOOK(unraisable)
+
+
+_DEFAULT_UNRAISABLEHOOK = sys.unraisablehook
+sys.unraisablehook = _drop_orbax_read_noise
 
 
 def restore_from_workdir(workdir: str | Path, template, *, fix: str):
