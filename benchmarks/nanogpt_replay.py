@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     ctx = recipes.Context(verbose=False)
 
     def val_loss(params) -> float:
-        return recipe.validate(config, task, data, template.replace(params=params), ctx)["loss"]
+        return recipe.val_metrics(config, task, data, template.replace(params=params), ctx)["loss"]
 
     def load(path: Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=False)

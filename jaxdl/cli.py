@@ -83,6 +83,12 @@ def sample(args) -> None:
     if r.recipe.name != "text2img" and args.out is not None:
         raise UserError(f"--out writes images; a {r.recipe.name} run prints text (redirect "
                         "it with > FILE)")
+    if r.recipe.name == "text2img":
+        if args.out is not None and args.out.suffix.lower() != ".png":
+            raise UserError(f"--out {args.out} must name a .png file (the sample grid is a PNG)")
+        if args.num is not None and args.num > 1024:
+            raise UserError(f"--num {args.num} images is more than one grid holds; ask for "
+                            "at most 1024")
     options = {k: getattr(args, k) for k in ("guidance", "steps", "sampler", "eta")
                if getattr(args, k) is not None}
     if options and r.recipe.name != "text2img":

@@ -10,8 +10,8 @@ strings; a key the config lacks is a one-line error listing the keys it has.
 `run_experiment` turns any `UserError` into that one line on stderr and exit status 2
 (a diverged loss, `jaxdl.train.guards.NonFiniteLoss`, is one). A preempted run
 (`jaxdl.train.guards.Preempted`, raised by `fit` after it saved a checkpoint) is a
-`SystemExit` with status 0: it passes through, so the process exits 0 and the scheduler
-can restart the same command, which resumes.
+`SystemExit` with status 0 (130 after Ctrl-C): it passes through, so the process exits
+and the scheduler can restart the same command, which resumes.
 """
 
 import ast
@@ -201,6 +201,10 @@ def run_main(parse: Callable, main: Callable):
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt:  # Ctrl-C outside the train loop (which saves and exits 130)
+        print("error: interrupted before training started (or after it ended); nothing "
+              "new was saved", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

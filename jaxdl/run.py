@@ -23,6 +23,7 @@ from jaxdl.config import load_config, parse_args, run_main, save_config, write_j
 from jaxdl.recipes.base import Context, count_params, steady_rate
 from jaxdl.train import make_train_step, parallel
 from jaxdl.train.checkpoint import restore_from_workdir
+from jaxdl.train.lock import WorkdirLock
 from jaxdl.train.loop import fit
 from jaxdl.train.writer import MetricWriter
 
@@ -34,11 +35,16 @@ def train(config, workdir) -> dict:
     """Train, evaluate and report one run; returns its results (also in results.json)."""
     workdir = Path(workdir)
     recipe = recipes.get(config.recipe)
+    recipe.validate(config)  # every key's type and range, before any work
     mesh = parallel.mesh_from_config(config)  # before anything touches a device
     main = parallel.is_main_process()
-    data = recipe.load_data(config)  # may resolve `auto` keys: saved after this
-    if main:
-        save_config(config, workdir)
+    data = recipe.load_data(config)  # may resolve `auto` keys: saved once training starts
+    recipe.check(config, data)
+    with WorkdirLock(workdir):  # before anything in the workdir is written or cleaned
+        return _train(config, workdir, recipe, mesh, data, main)
+
+
+def _train(config, workdir, recipe, mesh, data, main) -> dict:
     task = recipe.build(config, data)
     state = task.init_state(config.seed)
     n_params = count_params(state.params)
@@ -55,7 +61,7 @@ def train(config, workdir) -> dict:
                          log_every=config.get("log_every") or None,
                          learning_rate=task.learning_rate,
                          verbose=config.get("verbose", True), **recipe.training_length(config),
-                         **fit_kw)
+                         on_start=lambda: main and save_config(config, workdir), **fit_kw)
     train_seconds = time.perf_counter() - t0
     if main and config.get("verbose", True):
         print("\n✅ Training finished.\n")

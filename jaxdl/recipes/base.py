@@ -15,6 +15,7 @@ import optax
 from jaxdl.data.loader import ArrayLoader
 from jaxdl.errors import UserError
 from jaxdl.nn import count_params  # noqa: F401  (re-exported: recipes.count_params)
+from jaxdl.recipes import schema
 from jaxdl.train import create_train_state, make_eval_step, parallel
 from jaxdl.train.compile import compile_eval
 
@@ -112,8 +113,17 @@ class Recipe:
     samples = False  # `jaxdl sample` applies
     predicts = False  # `jaxdl predict` applies (image classifiers)
 
+    rules: dict = {}  # the recipe's own key rules (`jaxdl.recipes.schema.Rule`), beside RULES
+
     def get_config(self) -> ml_collections.ConfigDict:
         raise NotImplementedError
+
+    def validate(self, config) -> None:
+        """Every key's type and range (schema.RULES and `rules`), before any work."""
+        schema.validate(config, {**schema.RULES, **self.rules})
+
+    def check(self, config, data) -> None:
+        """Rules that need the data (a prompt that must encode), before training."""
 
     def load_data(self, config):
         """Everything read from disk or generated; may resolve `auto` keys in `config`."""

@@ -63,18 +63,24 @@ class LanguageModel(Recipe):
     def train_loader(self, config, data, **shard):
         print(f"Training on {len(data.train_ids):,} {data.level} tokens, validating on "
               f"{len(data.val_ids):,}; vocabulary {len(data.vocab)}.")
-        loader = WindowLoader(data.train_ids, config.batch_size, config.seq_len,
-                              batches_per_epoch=config.batches_per_epoch, seed=config.seed,
-                              **shard)
-        eval_windows(data.val_ids, config.seq_len, config.val_windows)  # fail before training
-        data.vocab.encode(config.prompt)  # an unknown character too
-        return loader
+        return WindowLoader(data.train_ids, config.batch_size, config.seq_len,
+                            batches_per_epoch=config.batches_per_epoch, seed=config.seed,
+                            **shard)
+
+    def check(self, config, data) -> None:
+        """Before training: the text holds a window, the val split too, the prompt encodes."""
+        WindowLoader(data.train_ids, config.batch_size, config.seq_len)
+        eval_windows(data.val_ids, config.seq_len, config.val_windows)
+        if not config.prompt or len(data.vocab.encode(config.prompt)) == 0:
+            raise UserError(f"config key 'prompt' is {config.prompt!r}, which encodes to no "
+                            "token; give at least one character or word of the training "
+                            "text (e.g. --config.prompt=\"ROMEO:\")")
 
     def val_loader(self, config, data, ctx):
         windows = eval_windows(data.val_ids, config.seq_len, config.val_windows)
         return ctx.eval_loader({"tokens": windows}, config.eval_batch_size)
 
-    def validate(self, config, task, data, state, ctx) -> dict:
+    def val_metrics(self, config, task, data, state, ctx) -> dict:
         return language.lm_metrics(evaluate(ctx.eval_step(task), state,
                                             self.val_loader(config, data, ctx),
                                             put_batch=ctx.put_batch))
@@ -83,7 +89,7 @@ class LanguageModel(Recipe):
         from jaxdl.train.loop import Evaluator
 
         def val(state, step, writer):
-            m = self.validate(config, task, data, state, ctx)
+            m = self.val_metrics(config, task, data, state, ctx)
             ctx.say(f"step {step}: val loss {m['loss']:.4f}")
             return {"loss": m["loss"], "bits_per_token": m["bits_per_token"]}
 
@@ -107,7 +113,7 @@ class LanguageModel(Recipe):
         return data.vocab.decode(out)
 
     def evaluate(self, config, task, data, state, ctx) -> dict:
-        val = self.validate(config, task, data, state, ctx)
+        val = self.val_metrics(config, task, data, state, ctx)
         ctx.say(f"Validation: loss {val['loss']:.4f} nats/token, {val['bits_per_token']:.3f} "
                 f"bits/token, perplexity {val['perplexity']:.2f}")
         params = jax.device_get(state.params)  # generation runs on one device per process

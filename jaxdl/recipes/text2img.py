@@ -29,6 +29,7 @@ from jaxdl.nn import ConvNet
 from jaxdl.nn.text2img import TextToImage
 from jaxdl.nn.transformer import Encoder
 from jaxdl.nn.unet import UNet
+from jaxdl.recipes import schema
 from jaxdl.recipes.base import Recipe, Task, base_config
 from jaxdl.tasks import classify, denoise
 from jaxdl.train import (
@@ -101,6 +102,11 @@ class TextToImageDiffusion(Recipe):
                 print("dataset 'auto': Fashion-MNIST is not installed; using mnist_5k")
         split = sources.resolve_image_dataset(config.dataset, data_dir=config.data_dir or None)
         return {"split": split, "tokenizer": tokenizer_from_config(config)}
+
+    rules = {"eval_every": schema.positive_int(10**9, 1000)}  # the grid needs a period
+
+    def check(self, config, data) -> None:
+        data["tokenizer"].encode(config.prompt)  # `jaxdl sample`'s default: fail now
 
     def build(self, config, data) -> Task:
         tokenizer = data["tokenizer"]

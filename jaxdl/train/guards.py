@@ -25,8 +25,8 @@ class Preempted(SystemExit):
     checkpoint at `step`; exit status 0, so an uncaught one ends the process cleanly and a
     rerun of the same command resumes from that step."""
 
-    def __init__(self, step: int, directory):
-        super().__init__(0)
+    def __init__(self, step: int, directory, code: int = 0):
+        super().__init__(code)  # 0 for SIGTERM (a scheduler restarts), 130 for Ctrl-C
         self.step, self.directory = int(step), str(directory)
 
     def __str__(self) -> str:
@@ -43,34 +43,40 @@ class NonFiniteLoss(UserError):
 
 
 class PreemptionWatch:
-    """Was a preemption notice received? Single process: a SIGTERM handler that sets a flag
-    (the previous handler is restored on exit). After `jax.distributed.initialize`, JAX's
-    own notifier catches SIGTERM and `reached_preemption_sync_point(step)`, asked by every
-    process at every step, says when all of them have reached the same step to save at."""
+    """Was a preemption notice received? Single process: SIGTERM and SIGINT (Ctrl-C)
+    handlers that set a flag (the previous handlers are restored on exit); `code` is the
+    exit status to end with, 0 after SIGTERM, 130 after SIGINT. After
+    `jax.distributed.initialize`, JAX's own notifier catches SIGTERM and
+    `reached_preemption_sync_point(step)`, asked by every process at every step, says when
+    all of them have reached the same step to save at."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self):
-        self.received = False
+        self.received, self.code = False, 0
         self.distributed = jax.process_count() > 1 or jax.distributed.is_initialized()
-        self._installed, self._previous = False, None
+        self._previous = {}
 
     def __enter__(self):
-        if not self.distributed and threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
-            self._installed = True
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                if sig == signal.SIGTERM and self.distributed:
+                    continue  # JAX's preemption notifier owns SIGTERM there
+                self._previous[sig] = signal.signal(sig, self._on_signal)
         return self
 
     def __exit__(self, *exc):
-        if self._installed:
-            signal.signal(signal.SIGTERM,
-                          signal.SIG_DFL if self._previous is None else self._previous)
-            self._installed = False
+        for sig, previous in self._previous.items():
+            signal.signal(sig, signal.SIG_DFL if previous is None else previous)
+        self._previous = {}
         return False
 
-    def _on_sigterm(self, signum, frame):
-        if self.received:  # a second SIGTERM: stop waiting for the step boundary
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
+    def _on_signal(self, signum, frame):
+        if self.received:  # a second signal: stop waiting for the step boundary
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
         self.received = True
+        self.code = 130 if signum == signal.SIGINT else 0
 
     def reached(self, step: int) -> bool:
         if self.received:

@@ -19,7 +19,8 @@ evaluated yet; `fn(state, step, writer)` returns scalars, logged as `name/key`.
 Preemption: a SIGTERM (or, after `jax.distributed.initialize`, JAX's preemption sync
 point, reached by every process at the same step) makes fit save a checkpoint at the
 next step boundary and raise `Preempted`, a `SystemExit` with status 0: the process
-exits cleanly and the same command resumes. A second SIGTERM ends the process at once.
+exits cleanly and the same command resumes. SIGINT (Ctrl-C) does the same and exits 130.
+A second signal ends the process at once.
 
 Divergence: a nan or inf loss raises `NonFiniteLoss` (a UserError) naming the step. The
 losses are fetched every `check_every` steps (with the progress bar's) and before every
@@ -37,9 +38,11 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from jaxdl.errors import UserError
 from jaxdl.train.checkpoint import Checkpointer, check_data_position, data_position
 from jaxdl.train.compile import compile_step, train_compiler_options
 from jaxdl.train.guards import FiniteGuard, NonFiniteLoss, Preempted, PreemptionWatch
+from jaxdl.train.lock import WorkdirLock
 from jaxdl.train.step import reduce_metrics
 from jaxdl.train.writer import MetricWriter
 
@@ -85,7 +88,8 @@ def fit(state, train_step: Callable, loader, *, workdir: str | Path, epochs: int
         num_steps: int | None = None, checkpoint_every: int | None = None, max_to_keep: int = 3,
         put_batch: Callable = lambda b: b, verbose: bool = True, block_every_step: bool = False,
         check_every: int = 20, evaluators=(), log_every: int | None = LOG_EVERY,
-        learning_rate: Callable | float | None = None, log: bool = True):
+        learning_rate: Callable | float | None = None, log: bool = True,
+        on_start: Callable | None = None):
     """Train `state` with the (already jitted) `train_step`; returns `(state, history)`.
 
     history: a list of per-epoch dicts (`epoch`, `loss`, `accuracy`, `seconds`, ...),
@@ -99,6 +103,9 @@ def fit(state, train_step: Callable, loader, *, workdir: str | Path, epochs: int
     throughput) in `metrics.jsonl` and the event files (None: epoch rows only); `log`
     False writes neither (a helper run inside another run's workdir).
     `learning_rate`: the optax schedule (or constant), logged as `train/learning_rate`.
+    `on_start()` runs once the checkpoint (if any) has restored and fits this run, before
+    the first step: the runner writes `config.json` there, so a refused rerun changes
+    nothing. The workdir is locked (`jaxdl.train.lock`) for the whole call.
     Raises `Preempted` (exit status 0) after saving when preempted, `NonFiniteLoss` (a
     UserError) when the loss diverges, and a UserError when the checkpoint in `workdir`
     was saved with another loader (batch size, data, seed).
@@ -108,21 +115,21 @@ def fit(state, train_step: Callable, loader, *, workdir: str | Path, epochs: int
     workdir = Path(workdir)
     is_main = jax.process_index() == 0
     watch = PreemptionWatch()
-    with watch:
+    with WorkdirLock(workdir), watch:
         ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=max_to_keep, cleanup=True)
         loop = _Loop(loader, ckpt, watch, workdir=workdir, total=total,
                      checkpoint_every=checkpoint_every, put_batch=put_batch,
                      verbose=verbose and is_main, block_every_step=block_every_step,
                      check_every=max(int(check_every), 1), evaluators=tuple(evaluators),
                      log_every=log_every, learning_rate=learning_rate,
-                     log=log and is_main)
+                     log=log and is_main, on_start=on_start)
         try:
             state, history = loop.run(state, train_step)
         finally:
             loop.writer.close()
             ckpt.close()  # waits for the last save
     if watch.received:  # the loop saved at the step boundary (or had just saved its last step)
-        preempted = Preempted(int(jax.device_get(state.step)), ckpt.directory)
+        preempted = Preempted(int(jax.device_get(state.step)), ckpt.directory, watch.code)
         if is_main:
             print(f"Preemption notice: {preempted}.", flush=True)
         raise preempted
@@ -134,12 +141,13 @@ class _Loop:
 
     def __init__(self, loader, ckpt, watch, *, workdir, total, checkpoint_every, put_batch,
                  verbose, block_every_step, check_every, evaluators, log_every, learning_rate,
-                 log):
+                 log, on_start):
         self.loader, self.ckpt, self.watch = loader, ckpt, watch
         self.workdir, self.total, self.checkpoint_every = workdir, total, checkpoint_every
         self.put_batch, self.verbose, self.block = put_batch, verbose, block_every_step
         self.check_every, self.evaluators = check_every, evaluators
         self.log_every, self.learning_rate, self.log = log_every, learning_rate, log
+        self.on_start = on_start
         self.history: list[dict] = []  # completed epochs (and rows of older checkpoints)
         self.writer = MetricWriter(workdir, enabled=False)
 
@@ -163,6 +171,12 @@ class _Loop:
             _say(self.verbose, f"Resuming from checkpoint step {step} in {self.ckpt.directory} "
                                f"(epoch {pos.epoch + 1}, batch {pos.batch}).")
         step = int(jax.device_get(state.step))
+        if step > self.total:
+            raise UserError(f"the checkpoint in {self.ckpt.directory} is at step {step}, past "
+                            f"this run's {self.total} steps; ask for at least as many "
+                            "(--config.epochs / --config.num_steps) or use a fresh --workdir")
+        if self.on_start is not None:
+            self.on_start()
         self.writer = MetricWriter(self.workdir, resume_step=step, enabled=self.log)
         self.guard = FiniteGuard(self.ckpt, step if restored is not None else None)
         partial, stop = [], False

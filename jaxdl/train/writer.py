@@ -48,7 +48,9 @@ class MetricWriter:
 
         self.workdir.mkdir(parents=True, exist_ok=True)
         kept = [r for r in read_rows(self.workdir) if r.get("step", 0) <= resume_step]
-        (self.workdir / METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in kept))
+        tmp = self.workdir / f".{METRICS_FILE}.tmp"  # atomic: a kill keeps the old rows
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        tmp.replace(self.workdir / METRICS_FILE)
         self._jsonl = open(self.workdir / METRICS_FILE, "a")  # noqa: SIM115 (closed in close)
         self._tb = SummaryWriter(str(self.workdir), purge_step=resume_step + 1 if resume_step
                                  else None, flush_secs=30)
