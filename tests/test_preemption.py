@@ -251,3 +251,17 @@ def test_fit_restores_the_sigterm_handler_and_cleans_what_a_crash_left(tmp_path,
         assert ckpt.all_steps() == [6, 9]
     finally:
         ckpt.close()
+
+
+def test_sigint_saves_like_sigterm_exits_130_and_resumes_exactly(tmp_path, spawn, reference):
+    """Ctrl-C is not a crash: the run saves at the next step boundary and exits 130."""
+    int_at = random.Random(11).randint(7, STEPS - 4)
+    workdir = tmp_path / "run"
+    child = spawn(workdir, "interrupted", RESUME_CHILD_PAUSE_AT=int_at)
+    child.wait_for(f"step {int_at}")
+    child.kill(signal.SIGINT)
+    assert child.finish() == 130, child._report("did not exit 130 on SIGINT")
+    assert f"Preemption notice: preempted at step {int_at + 1}" in child.text()
+    assert "Traceback" not in child.err.read_text()
+    assert _steps(workdir)[-1] == int_at + 1
+    _resume_and_compare(spawn, workdir, reference, resumes_from=int_at + 1)

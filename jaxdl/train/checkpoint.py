@@ -26,6 +26,7 @@ against the loader on resume by `check_data_position`) and the curves so far.
 """
 
 import contextlib
+import errno
 import logging
 import shutil
 import sys
@@ -63,7 +64,25 @@ class Checkpointer:
         """Start saving `step` (asynchronously: the arrays are copied off the devices before
         this returns, the files are written in the background; `wait` for them)."""
         args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
-        self.manager.save(int(step), args=args, force=force)
+        with self._disk_errors(step):
+            self.manager.save(int(step), args=args, force=force)
+        self._saving = int(step)
+
+    @contextlib.contextmanager
+    def _disk_errors(self, step):
+        """A full disk (or quota) during a save: one UserError naming the path and the last
+        complete step, which stays as it was; the cut-off save is removed on the next start."""
+        try:
+            yield
+        except Exception as e:  # orbax wraps the OSError from its writer threads
+            if not _is_disk_full(e):
+                raise
+            kept = [s for s in self.manager.all_steps() if s != step]
+            last = f"step {max(kept)}" if kept else "none yet"
+            raise UserError(f"no space left on the device of {self.directory} while saving "
+                            f"checkpoint step {step}; free some space (or point --workdir "
+                            f"elsewhere) and rerun: the last complete checkpoint ({last}) is "
+                            "kept") from None
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -142,11 +161,14 @@ class Checkpointer:
         self.manager.reload()
 
     def wait(self) -> None:
-        self.manager.wait_until_finished()
+        with self._disk_errors(getattr(self, "_saving", None)):
+            self.manager.wait_until_finished()
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
+        try:
+            self.wait()
+        finally:
+            self.manager.close()
 
 
 def remove_unfinished(directory: Path) -> list[str]:
@@ -270,6 +292,40 @@ def _first_mismatch(stored: dict, abstract) -> str | None:
 def _first_line(e: Exception) -> str:
     text = str(e).strip().split(" See full TensorStore details")[0].splitlines()
     return text[0][:200] if text else type(e).__name__
+
+
+def _is_disk_full(e: BaseException) -> bool:
+    while e is not None:
+        if getattr(e, "errno", None) == errno.ENOSPC or "No space left on device" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+class _DropDiskFullLogs(logging.Filter):
+    """orbax's writer threads log a full disk with tracebacks (hundreds of lines) before the
+    save's error reaches the main thread, which reports it in one line."""
+
+    def filter(self, record) -> bool:
+        if "No space left on device" in record.getMessage():
+            return False
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (exc is not None and _is_disk_full(exc))
+
+
+logging.getLogger("absl").addFilter(_DropDiskFullLogs())
+
+
+def _drop_closed_loop_noise(kind, value, tb) -> None:
+    """`sys.excepthook`: after a failed save, tensorstore's callbacks into orbax's closed
+    asyncio loop print 'RuntimeError: Event loop is closed'; that alone is dropped."""
+    if kind is RuntimeError and str(value) == "Event loop is closed":
+        return
+    _DEFAULT_EXCEPTHOOK(kind, value, tb)
+
+
+_DEFAULT_EXCEPTHOOK = sys.excepthook
+sys.excepthook = _drop_closed_loop_noise
 
 
 def _drop_orbax_read_noise(unraisable) -> None:
