@@ -165,19 +165,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE",
                    help="PNG or JPEG files, any size, grey or colour")
     args = parser.parse_args(argv)
+    from jaxdl.train.checkpoint import quiet_stderr
+
     try:
-        if args.command == "info":
-            info(args.workdir)
-        elif args.command == "eval":
-            evaluate(args.workdir)
-        elif args.command == "sample":
-            sample(args)
-        elif args.command == "predict":
-            predict(args)
+        with quiet_stderr():
+            _dispatch(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def _dispatch(args) -> None:
+    if args.command == "info":
+        info(args.workdir)
+    elif args.command == "eval":
+        evaluate(args.workdir)
+    elif args.command == "sample":
+        sample(args)
+    elif args.command == "predict":
+        predict(args)
 
 
 if __name__ == "__main__":

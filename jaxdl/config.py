@@ -194,10 +194,13 @@ def run_main(parse: Callable, main: Callable):
     UserError: its message on stderr, exit status 2. `Preempted` (a SystemExit, status 0)
     is deliberately not caught: after fit's checkpoint the process ends cleanly.
     """
+    from jaxdl.train.checkpoint import quiet_stderr
+
     try:
-        config, workdir = parse()
-        check_workdir(workdir)
-        return main(config, workdir)
+        with quiet_stderr():
+            config, workdir = parse()
+            check_workdir(workdir)
+            return main(config, workdir)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

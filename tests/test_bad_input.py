@@ -549,3 +549,21 @@ def test_8_workdir_not_writable_end_to_end(tmp_path):
     line = subprocess_fails("-m", "experiments.transformer_lm", "--workdir", str(workdir))
     assert "is not writable" in line and "pass a writable --workdir" in line
     assert (tmp_path / "a_file").read_text() == ""  # nothing overwritten
+
+
+def test_quiet_stderr_drops_only_the_closed_loop_tracebacks():
+    """orbax's closed-loop noise (interleaved by threads) goes; everything else, progress
+    bars and real tracebacks included, passes through unchanged."""
+    import io
+
+    from jaxdl.train.checkpoint import QuietStderr
+
+    out = io.StringIO()
+    q = QuietStderr(out)
+    q.write("Epoch 1:  50%\r")
+    q.write("Traceback (most recent call last):\n  File a\nTraceback (most recent call last):\n")
+    q.write("  File b\nRuntimeError: Event loop is closed\n  File c\n")
+    q.write("RuntimeError: Event loop is closed\nerror: one line\n")
+    q.write("Traceback (most recent call last):\n  File d\nValueError: real\n")
+    assert out.getvalue() == ("Epoch 1:  50%\rerror: one line\n"
+                              "Traceback (most recent call last):\n  File d\nValueError: real\n")

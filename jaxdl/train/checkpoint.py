@@ -328,6 +328,73 @@ _DEFAULT_EXCEPTHOOK = sys.excepthook
 sys.excepthook = _drop_closed_loop_noise
 
 
+class QuietStderr:
+    """A stderr that drops the tracebacks ending in 'RuntimeError: Event loop is closed'
+    (tensorstore's callbacks into orbax's closed loop after a failed save or read, printed
+    from native threads past any Python hook); everything else passes through unchanged,
+    progress bars included. The command-line entries install it (`quiet_stderr()`)."""
+
+    def __init__(self, stream):
+        self.stream, self.block = stream, None
+
+    HEADER = "Traceback (most recent call last)"
+    NOISE = "RuntimeError: Event loop is closed"
+
+    def write(self, text: str) -> int:
+        if self.block is None and not text.startswith(self.HEADER):
+            return self.stream.write(text)
+        self.block = (self.block or "") + text
+        while self.block is not None and "\n" in self.block:
+            if not self._close_block():
+                break
+        return len(text)
+
+    def _close_block(self) -> bool:
+        """Emit or drop the buffered tracebacks once each header has its exception line
+        (threads may interleave theirs); True when the buffer was consumed."""
+        lines = self.block.split("\n")
+        headers, errors = 0, []
+        for i, line in enumerate(lines[:-1]):
+            if line.startswith(self.HEADER):
+                headers += 1
+            elif line and not line[0].isspace():
+                errors.append(line.strip())
+                if len(errors) == headers:
+                    done, rest = "\n".join(lines[:i + 1]) + "\n", "\n".join(lines[i + 1:])
+                    if any(e != self.NOISE for e in errors):
+                        self.stream.write(done)
+                    self.block = None
+                    if rest:
+                        self.write(rest)
+                    return True
+        return False
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Filter stderr for the command's run. On the process's own stderr the filter stays
+    until the process ends (the noise comes from native threads, up to interpreter exit);
+    a replaced stderr (a test's capture) gets its own stream back."""
+    previous = sys.stderr
+    if isinstance(previous, QuietStderr):
+        yield
+        return
+    sys.stderr = quiet = QuietStderr(previous)
+    try:
+        yield
+    finally:
+        if previous is not sys.__stderr__:
+            if quiet.block:
+                previous.write(quiet.block)
+            sys.stderr = previous
+
+
 def _drop_orbax_read_noise(unraisable) -> None:
     """`sys.unraisablehook`: orbax's concurrent array reads that fail after the first one
     are reported by Python as 'Exception ignored in <coroutine ...>' when collected; the
