@@ -204,6 +204,10 @@ def run_main(parse: Callable, main: Callable):
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    except MemoryError:  # host memory, e.g. at the first batch: the last checkpoint stays
+        print("error: out of host memory; lower --config.batch_size (or the model's size) "
+              "and rerun: the last complete checkpoint is kept", file=sys.stderr)
+        raise SystemExit(2) from None
     except KeyboardInterrupt:  # Ctrl-C outside the train loop (which saves and exits 130)
         print("error: interrupted before training started (or after it ended); nothing "
               "new was saved", file=sys.stderr)

@@ -213,3 +213,23 @@ def test_8_full_disk_during_a_save_is_one_line_and_keeps_the_last_checkpoint(tmp
             np.testing.assert_array_equal(got, want)
     finally:
         subprocess.run(["umount", str(disk)], capture_output=True)
+
+
+@pytest.mark.slow
+def test_9_the_error_line_never_shares_the_progress_bar(tmp_path):
+    proc = jaxdl("train", "--config.recipe=mlp", "--config.problem=diabetes",
+                 "--config.optimizer=sgd", "--config.learning_rate=10", "--config.epochs=3",
+                 "--config.verbose=True", "--workdir", str(tmp_path / "run"))
+    assert proc.returncode == 2
+    last = proc.stderr.rstrip("\n").split("\n")[-1]
+    assert last.split("\r")[-1].startswith("error: loss became inf at step")
+    assert not last.split("\r")[0].strip() or last.startswith("error: ")  # no bar before it
+
+
+def test_a_missing_embedded_file_is_one_line(tmp_path, monkeypatch):
+    from jaxdl.data import text
+    from jaxdl.errors import UserError
+
+    monkeypatch.setattr(text, "EMBEDDED_DIR", tmp_path)  # a damaged install
+    with pytest.raises(UserError, match=r"cannot read .*tinyshakespeare.txt .*reinstall jaxdl"):
+        text.load_text("tinyshakespeare")

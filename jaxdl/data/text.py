@@ -38,6 +38,10 @@ def load_text(name: str = "tinyshakespeare", path: str = "") -> str:
     except UnicodeDecodeError as e:
         raise UserError(f"{file} is not UTF-8 text ({e.reason} at byte {e.start}); "
                         "convert it to UTF-8") from None
+    except OSError as e:  # an embedded corpus missing from a damaged install, or unreadable
+        fix = ("reinstall jaxdl (pip install -e .) to restore it" if not path
+               else "pass a readable file with --config.text_path")
+        raise UserError(f"cannot read {file} ({e.strerror or type(e).__name__}); {fix}") from None
     if not text.strip():
         raise UserError(f"{file} is empty; pass a text file with some content")
     return text
