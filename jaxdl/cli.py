@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE",
                    help="PNG or JPEG files, any size, grey or colour")
     args = parser.parse_args(argv)
-    from jaxdl.train.checkpoint import quiet_stderr
+    from jaxdl.train.noise import quiet_stderr
 
     try:
         with quiet_stderr():

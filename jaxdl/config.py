@@ -194,7 +194,7 @@ def run_main(parse: Callable, main: Callable):
     UserError: its message on stderr, exit status 2. `Preempted` (a SystemExit, status 0)
     is deliberately not caught: after fit's checkpoint the process ends cleanly.
     """
-    from jaxdl.train.checkpoint import quiet_stderr
+    from jaxdl.train.noise import quiet_stderr
 
     try:
         with quiet_stderr():

@@ -556,7 +556,7 @@ def test_quiet_stderr_drops_only_the_closed_loop_tracebacks():
     bars and real tracebacks included, passes through unchanged."""
     import io
 
-    from jaxdl.train.checkpoint import QuietStderr
+    from jaxdl.train.noise import QuietStderr
 
     out = io.StringIO()
     q = QuietStderr(out)

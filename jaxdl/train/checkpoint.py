@@ -26,10 +26,7 @@ against the loader on resume by `check_data_position`) and the curves so far.
 """
 
 import contextlib
-import errno
-import logging
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -38,6 +35,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxdl.errors import UserError
+from jaxdl.train.noise import is_disk_full, quiet_orbax
 
 TMP_SUFFIX = ".orbax-checkpoint-tmp"
 COMMIT_FILE = "commit_success.txt"
@@ -75,7 +73,7 @@ class Checkpointer:
         try:
             yield
         except Exception as e:  # orbax wraps the OSError from its writer threads
-            if not _is_disk_full(e):
+            if not is_disk_full(e):
                 raise
             kept = [s for s in self.manager.all_steps() if s != step]
             last = f"step {max(kept)}" if kept else "none yet"
@@ -102,7 +100,7 @@ class Checkpointer:
         damaged = []
         for i, step in enumerate(steps):
             try:
-                with _quiet_orbax():
+                with quiet_orbax():
                     stored = self._stored_shapes(step)
             except _UNREADABLE as e:
                 self._fall_back(step, steps[i + 1:], e)
@@ -117,7 +115,7 @@ class Checkpointer:
                 state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
             )
             try:
-                with _quiet_orbax():
+                with quiet_orbax():
                     restored = self.manager.restore(step, args=args)
             except _UNREADABLE as e:  # the tree fits (checked above): the files are damaged
                 self._fall_back(step, steps[i + 1:], e)
@@ -243,21 +241,6 @@ def check_data_position(meta: dict, loader, step: int, directory) -> None:
 _UNREADABLE = (Exception,)
 
 
-@contextlib.contextmanager
-def _quiet_orbax():
-    """Silence orbax's and asyncio's own logging of a failed read (hundreds of lines on
-    stderr for one truncated array); the failure itself is raised and reported in one line."""
-    loggers = [logging.getLogger(n) for n in ("absl", "asyncio", "orbax", "jax")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
-
-
 def _shape(value) -> tuple[int, ...] | None:
     shape = getattr(value, "shape", None)
     if shape is None and isinstance(value, int | float | complex | np.number | np.bool_):
@@ -292,120 +275,6 @@ def _first_mismatch(stored: dict, abstract) -> str | None:
 def _first_line(e: Exception) -> str:
     text = str(e).strip().split(" See full TensorStore details")[0].splitlines()
     return text[0][:200] if text else type(e).__name__
-
-
-def _is_disk_full(e: BaseException) -> bool:
-    while e is not None:
-        if getattr(e, "errno", None) == errno.ENOSPC or "No space left on device" in str(e):
-            return True
-        e = e.__cause__ or e.__context__
-    return False
-
-
-class _DropDiskFullLogs(logging.Filter):
-    """orbax's writer threads log a full disk with tracebacks (hundreds of lines) before the
-    save's error reaches the main thread, which reports it in one line."""
-
-    def filter(self, record) -> bool:
-        if "No space left on device" in record.getMessage():
-            return False
-        exc = record.exc_info[1] if record.exc_info else None
-        return not (exc is not None and _is_disk_full(exc))
-
-
-logging.getLogger("absl").addFilter(_DropDiskFullLogs())
-
-
-def _drop_closed_loop_noise(kind, value, tb) -> None:
-    """`sys.excepthook`: after a failed save, tensorstore's callbacks into orbax's closed
-    asyncio loop print 'RuntimeError: Event loop is closed'; that alone is dropped."""
-    if kind is RuntimeError and str(value) == "Event loop is closed":
-        return
-    _DEFAULT_EXCEPTHOOK(kind, value, tb)
-
-
-_DEFAULT_EXCEPTHOOK = sys.excepthook
-sys.excepthook = _drop_closed_loop_noise
-
-
-class QuietStderr:
-    """A stderr that drops the tracebacks ending in 'RuntimeError: Event loop is closed'
-    (tensorstore's callbacks into orbax's closed loop after a failed save or read, printed
-    from native threads past any Python hook); everything else passes through unchanged,
-    progress bars included. The command-line entries install it (`quiet_stderr()`)."""
-
-    def __init__(self, stream):
-        self.stream, self.block = stream, None
-
-    HEADER = "Traceback (most recent call last)"
-    NOISE = "RuntimeError: Event loop is closed"
-
-    def write(self, text: str) -> int:
-        if self.block is None and not text.startswith(self.HEADER):
-            return self.stream.write(text)
-        self.block = (self.block or "") + text
-        while self.block is not None and "\n" in self.block:
-            if not self._close_block():
-                break
-        return len(text)
-
-    def _close_block(self) -> bool:
-        """Emit or drop the buffered tracebacks once each header has its exception line
-        (threads may interleave theirs); True when the buffer was consumed."""
-        lines = self.block.split("\n")
-        headers, errors = 0, []
-        for i, line in enumerate(lines[:-1]):
-            if line.startswith(self.HEADER):
-                headers += 1
-            elif line and not line[0].isspace():
-                errors.append(line.strip())
-                if len(errors) == headers:
-                    done, rest = "\n".join(lines[:i + 1]) + "\n", "\n".join(lines[i + 1:])
-                    if any(e != self.NOISE for e in errors):
-                        self.stream.write(done)
-                    self.block = None
-                    if rest:
-                        self.write(rest)
-                    return True
-        return False
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-    def __getattr__(self, name):
-        return getattr(self.stream, name)
-
-
-@contextlib.contextmanager
-def quiet_stderr():
-    """Filter stderr for the command's run. On the process's own stderr the filter stays
-    until the process ends (the noise comes from native threads, up to interpreter exit);
-    a replaced stderr (a test's capture) gets its own stream back."""
-    previous = sys.stderr
-    if isinstance(previous, QuietStderr):
-        yield
-        return
-    sys.stderr = quiet = QuietStderr(previous)
-    try:
-        yield
-    finally:
-        if previous is not sys.__stderr__:
-            if quiet.block:
-                previous.write(quiet.block)
-            sys.stderr = previous
-
-
-def _drop_orbax_read_noise(unraisable) -> None:
-    """`sys.unraisablehook`: orbax's concurrent array reads that fail after the first one
-    are reported by Python as 'Exception ignored in <coroutine ...>' when collected; the
-    failure is already reported (one line) by `restore_latest`, so drop those alone."""
-    if "_read_array_index" in repr(getattr(unraisable, "object", None)):
-        return
-    _DEFAULT_UNRAISABLEHOOK(unraisable)
-
-
-_DEFAULT_UNRAISABLEHOOK = sys.unraisablehook
-sys.unraisablehook = _drop_orbax_read_noise
 
 
 def restore_from_workdir(workdir: str | Path, template, *, fix: str):
