@@ -51,7 +51,8 @@ def _train(config, workdir, recipe, mesh, data, main) -> dict:
     if main:
         print(f"{type(task.model).__name__}: {n_params:,} parameters.")
     state, step, fit_kw = parallel.place_training(
-        state, make_train_step(task.loss_fn, task.model, preprocess=task.preprocess), mesh)
+        state, make_train_step(task.loss_fn, task.model, preprocess=task.preprocess,
+                               grad_accum_steps=config.get("grad_accum_steps", 1)), mesh)
     loader = recipe.train_loader(config, data, **parallel.process_shard())
     ctx = Context(mesh=mesh, workdir=workdir, is_main=main)
     evaluators = recipe.evaluators(config, task, data, ctx)

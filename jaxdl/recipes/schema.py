@@ -72,6 +72,7 @@ RULES = {
     "batches_per_epoch": positive_int(10**9, 100),
     "devices": count(1 << 16, 1),
     "log_every": count(example=50),
+    "grad_accum_steps": positive_int(1 << 16, 1),
     "checkpoint_every": count(example=250),
     "eval_every": count(example=250),
     "learning_rate": Rule(1e-12, 10.0, example=1e-3),
