@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdl.errors import UserError
+from jaxdl.nn.remat import remat_block
 
 NEG_INF = -1e9  # large finite negative: a fully masked row stays finite
 LN_EPS = 1e-5  # PyTorch's LayerNorm epsilon (flax's default is 1e-6)
@@ -166,7 +167,7 @@ class Block(nn.Module):
     out_init: Callable | None = None
 
     @nn.compact
-    def __call__(self, x, mask=None, *, encoded=None, cross_mask=None, train: bool = False,
+    def __call__(self, x, mask=None, encoded=None, cross_mask=None, train: bool = False,
                  decode: bool = False):
         kw = dict(use_bias=self.use_bias, kernel_init=self.kernel_init, out_init=self.out_init)
         drop = nn.Dropout(self.dropout)
@@ -196,6 +197,7 @@ class _Stack(nn.Module):
     attention_dropout: float | None = None  # None: same as dropout
     positional: str = "learned"
     use_bias: bool = True
+    remat: str = "none"  # none | block | full (jaxdl.nn.remat), in training; never when decoding
 
     def _check_tokens(self, tokens):
         if tokens.ndim != 2 or not jnp.issubdtype(tokens.dtype, jnp.integer):
@@ -222,11 +224,13 @@ class _Stack(nn.Module):
         init = nn.initializers.normal(0.02)  # GPT-2's init; residual outputs scaled by depth
         out_init = nn.initializers.normal(0.02 / np.sqrt(2 * self.num_layers))
         att_drop = self.dropout if self.attention_dropout is None else self.attention_dropout
+        # remat needs positional arguments: (x, mask, encoded, cross_mask, train, decode)
+        block_cls = remat_block(Block, "none" if decode else self.remat, static_argnums=(5, 6))
         for i in range(self.num_layers):
-            x = Block(self.num_heads, self.mlp_dim or 4 * self.dim, self.dropout, att_drop,
-                      cross_attention=cross, use_bias=self.use_bias, kernel_init=init,
-                      out_init=out_init, name=f"block{i}")(x, mask, train=train, decode=decode,
-                                                           **kw)
+            x = block_cls(self.num_heads, self.mlp_dim or 4 * self.dim, self.dropout, att_drop,
+                          cross_attention=cross, use_bias=self.use_bias, kernel_init=init,
+                          out_init=out_init, name=f"block{i}")(
+                x, mask, kw.get("encoded"), kw.get("cross_mask"), train, decode)
         return nn.LayerNorm(LN_EPS, use_bias=self.use_bias, name="ln_final")(x)
 
 
@@ -296,10 +300,12 @@ class EncoderDecoder(nn.Module):
     dropout: float = 0.1
     positional: str = "sinusoidal"
     pad_id: int = 0
+    remat: str = "none"  # none | block | full (jaxdl.nn.remat), both stacks
 
     def setup(self):
         common = dict(num_layers=self.num_layers, num_heads=self.num_heads, dim=self.dim,
-                      mlp_dim=self.mlp_dim, dropout=self.dropout, positional=self.positional)
+                      mlp_dim=self.mlp_dim, dropout=self.dropout, positional=self.positional,
+                      remat=self.remat)
         self.encoder = Encoder(self.src_vocab, max_len=self.max_src_len, pad_id=self.pad_id,
                                **common)
         self.decoder = DecoderLM(self.tgt_vocab, max_len=self.max_tgt_len, cross_attention=True,

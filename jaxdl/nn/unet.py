@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.errors import UserError
+from jaxdl.nn.remat import remat_block
 from jaxdl.nn.transformer import MultiHeadAttention, padding_mask, sinusoidal_table
 
 zeros = nn.initializers.zeros
@@ -46,7 +47,7 @@ class ResBlock(nn.Module):
     dropout: float = 0.0
 
     @nn.compact
-    def __call__(self, x, temb, *, train: bool = False):
+    def __call__(self, x, temb, train: bool = False):
         h = nn.Conv(self.features, (3, 3), name="conv1")(
             nn.swish(nn.GroupNorm(self.groups, name="norm1")(x)))
         h = h + nn.Dense(self.features, name="time")(nn.swish(temb))[:, None, None, :]
@@ -87,6 +88,7 @@ class UNet(nn.Module):
     groups: int = 8
     dropout: float = 0.0
     num_timesteps: int = 1000
+    remat: str = "none"  # none | block | full (jaxdl.nn.remat): res and attention blocks
 
     def _check(self, x, context):
         levels = len(self.channels)
@@ -112,13 +114,16 @@ class UNet(nn.Module):
                                                                       name="time_mlp1")(temb)))
         if pooled is not None:  # a global text vector joins the time embedding (GLIDE)
             temb = temb + nn.Dense(4 * ch0, name="pooled_proj")(pooled)
-        res = lambda f, name: ResBlock(f, self.groups, self.dropout, name=name)  # noqa: E731
+        res_cls = remat_block(ResBlock, self.remat, static_argnums=(3,))  # (x, temb, train)
+        attn_cls = remat_block(AttentionBlock, self.remat)
+        res = lambda f, name: (lambda h, temb, train: res_cls(  # noqa: E731
+            f, self.groups, self.dropout, name=name)(h, temb, train))
 
         def attend(h, level, prefix):
             if level in self.attention_levels:
-                h = AttentionBlock(self.num_heads, self.groups, name=f"{prefix}_attn")(h)
+                h = attn_cls(self.num_heads, self.groups, name=f"{prefix}_attn")(h)
             if level in self.cross_attention_levels:
-                h = AttentionBlock(self.num_heads, self.groups, name=f"{prefix}_cross")(
+                h = attn_cls(self.num_heads, self.groups, name=f"{prefix}_cross")(
                     h, context, context_mask)
             return h
 
@@ -133,9 +138,9 @@ class UNet(nn.Module):
                 h = nn.Conv(ch, (3, 3), strides=(2, 2), name=f"down{i}_pool")(h)
                 skips.append(h)
         h = res(self.channels[-1], "mid_res1")(h, temb, train=train)
-        h = AttentionBlock(self.num_heads, self.groups, name="mid_attn")(h)
+        h = attn_cls(self.num_heads, self.groups, name="mid_attn")(h)
         if self.cross_attention_levels:
-            h = AttentionBlock(self.num_heads, self.groups, name="mid_cross")(
+            h = attn_cls(self.num_heads, self.groups, name="mid_cross")(
                 h, context, context_mask)
         h = res(self.channels[-1], "mid_res2")(h, temb, train=train)
         for i in reversed(range(len(self.channels))):

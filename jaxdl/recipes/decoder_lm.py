@@ -39,6 +39,7 @@ class DecoderLanguageModel(LanguageModel):
         c.beta2 = 0.99
         c.weight_decay = 0.1  # decoupled (AdamW), on matrices and embeddings only
         c.grad_clip_norm = 1.0
+        c.remat = "none"  # none | block | full: recompute block activations (jaxdl.nn.remat)
         return c
 
     def build(self, config, data) -> Task:
@@ -64,7 +65,8 @@ def build_model_and_optimizer(config, vocab_size: int):
     """(model, optimizer, schedule): the recipe, for every caller."""
     model = DecoderLM(vocab_size, num_layers=config.num_layers, num_heads=config.num_heads,
                       dim=config.dim, max_len=config.seq_len, dropout=config.dropout,
-                      use_bias=config.use_bias, positional=config.positional)
+                      use_bias=config.use_bias, positional=config.positional,
+                      remat=config.get("remat", "none"))
     lr = make_schedule(config.learning_rate, "warmup_cosine", total_steps=config.num_steps,
                        warmup_steps=config.warmup_steps,
                        min_learning_rate=config.min_learning_rate)

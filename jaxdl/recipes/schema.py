@@ -55,6 +55,19 @@ class Rule:
         return True
 
 
+class Choice:
+    """One of a fixed set of strings."""
+
+    def __init__(self, *choices):
+        self.choices, self.example = choices, choices[0]
+
+    def describe(self, key: str) -> str:
+        return "one of " + ", ".join(self.choices)
+
+    def ok(self, value) -> bool:
+        return value in self.choices
+
+
 def positive_int(high=10**9, example=None):
     return Rule(1, high, integer=True, example=example)
 
@@ -117,6 +130,7 @@ RULES = {
     "classifier_epochs": positive_int(1000, 3),
     "test_loss_images": count(10**7, 2000),
     "min_lr_fraction": Rule(0.0, 1.0, example=0.1),
+    "remat": Choice("none", "block", "full"),
 }
 
 

@@ -48,6 +48,7 @@ class DateTranslation(Recipe):
         c.weight_decay = 0.01  # AdamW (decoupled)
         c.beam_size = 3
         c.prompt = "5 mars 1998"  # what `jaxdl sample` translates by default
+        c.remat = "none"  # none | block | full: recompute block activations (jaxdl.nn.remat)
         return c
 
     def load_data(self, config):
@@ -61,7 +62,7 @@ class DateTranslation(Recipe):
         model = EncoderDecoder(len(vocab), len(vocab), num_layers=config.num_layers,
                                num_heads=config.num_heads, dim=config.dim,
                                dropout=config.dropout, max_src_len=config.src_len,
-                               max_tgt_len=data["tgt_len"])
+                               max_tgt_len=data["tgt_len"], remat=config.remat)
         lr = make_schedule(config.learning_rate, "warmup_cosine", total_steps=config.num_steps,
                            warmup_steps=config.warmup_steps)
         tx = make_optimizer("adamw", lr, config.weight_decay, grad_clip_norm=1.0)

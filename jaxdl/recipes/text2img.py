@@ -89,6 +89,7 @@ class TextToImageDiffusion(Recipe):
         c.classifier_epochs = 3
         c.test_loss_images = 2000  # test images for the final diffusion loss (0: skip)
         c.prompt = "an ankle boot"  # what `jaxdl sample` draws by default
+        c.remat = "none"  # none | block | full: recompute block activations (jaxdl.nn.remat)
         return c
 
     def load_data(self, config):
@@ -250,12 +251,12 @@ def tokenizer_from_config(config) -> prompts.PromptTokenizer:
 def text_to_image_model(config, vocab_size: int) -> TextToImage:
     encoder = Encoder(vocab_size, num_layers=config.text_layers, num_heads=config.text_heads,
                       dim=config.text_dim, max_len=config.max_prompt_len, pad_id=0,
-                      positional="learned")
+                      positional="learned", remat=config.get("remat", "none"))
     unet = UNet(channels=tuple(config.channels), num_res_blocks=config.num_res_blocks,
                 attention_levels=tuple(config.attention_levels),
                 cross_attention_levels=tuple(config.cross_attention_levels),
                 num_heads=config.num_heads, groups=config.groups, dropout=config.dropout,
-                num_timesteps=config.num_timesteps)
+                num_timesteps=config.num_timesteps, remat=config.get("remat", "none"))
     return TextToImage(encoder=encoder, unet=unet, pooled_text=config.get("pooled_text", True))
 
 
