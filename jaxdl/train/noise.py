@@ -50,7 +50,8 @@ class _DropDiskFullLogs(logging.Filter):
         return not (exc is not None and is_disk_full(exc))
 
 
-logging.getLogger("absl").addFilter(_DropDiskFullLogs())
+for _name in ("absl", "asyncio"):  # asyncio: "Task exception was never retrieved"
+    logging.getLogger(_name).addFilter(_DropDiskFullLogs())
 
 
 def _drop_closed_loop_noise(kind, value, tb) -> None:
