@@ -111,11 +111,7 @@ def load_for(workdir: Path, capability: str, command: str):
     """The run of a workdir, refused before any restore when its family lacks `command`."""
     from jaxdl import recipes, run
 
-    config = load_config(workdir)
-    if "recipe" not in config:
-        raise UserError(f"{workdir / 'config.json'} names no recipe (an older jaxdl workdir); "
-                        "rerun its experiment with a fresh --workdir")
-    recipe = recipes.get(config.recipe)
+    _, recipe = run.recipe_of(workdir)
     if not getattr(recipe, capability):
         applies = ", ".join(n for n, r in recipes.RECIPES.items() if getattr(r, capability))
         raise UserError(f"`jaxdl {command}` does not apply to {workdir}, a run of the "

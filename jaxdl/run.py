@@ -27,9 +27,6 @@ from jaxdl.train.lock import WorkdirLock
 from jaxdl.train.loop import fit
 from jaxdl.train.writer import MetricWriter
 
-UNITS = {"image_classifier": "images", "mlp": "examples", "rnn_lm": "tokens",
-         "decoder_lm": "tokens", "seq2seq": "target tokens", "text2img": "images"}
-
 
 def train(config, workdir) -> dict:
     """Train, evaluate and report one run; returns its results (also in results.json)."""
@@ -80,7 +77,7 @@ def _train(config, workdir, recipe, mesh, data, main) -> dict:
                "device": str(jax.devices()[0].device_kind),
                "num_devices": 1 if mesh is None else int(mesh.devices.size),
                "train_seconds": train_seconds, "throughput": steady_rate(history),
-               "throughput_unit": f"{UNITS.get(recipe.name, 'examples')}/s",
+               "throughput_unit": f"{recipe.throughput_unit}/s",
                "num_params": n_params, "step": final_step, **metrics, **extra}
     if main:
         write_json(workdir / "results.json", results)
@@ -100,14 +97,20 @@ class Run:
     step: int
 
 
-def load(workdir, *, restore: bool = True) -> Run:
-    """Rebuild a run from `<workdir>/config.json` and restore its latest checkpoint."""
+def recipe_of(workdir):
+    """`(config, recipe)` of a workdir, from its `config.json` alone."""
     workdir = Path(workdir)
     config = load_config(workdir)
     if "recipe" not in config:
         raise recipes.UserError(f"{workdir / 'config.json'} names no recipe (an older jaxdl "
                                 "workdir); rerun its experiment with a fresh --workdir")
-    recipe = recipes.get(config.recipe)
+    return config, recipes.get(config.recipe)
+
+
+def load(workdir, *, restore: bool = True) -> Run:
+    """Rebuild a run from `<workdir>/config.json` and restore its latest checkpoint."""
+    workdir = Path(workdir)
+    config, recipe = recipe_of(workdir)
     data = recipe.load_data(config)
     task = recipe.build(config, data)
     state, step = None, None

@@ -113,6 +113,7 @@ class Recipe:
     description = ""
     samples = False  # `jaxdl sample` applies
     predicts = False  # `jaxdl predict` applies (image classifiers)
+    throughput_unit = "examples"  # what the loss's `count` counts, for results.json
 
     rules: dict = {}  # the recipe's own key rules (`jaxdl.recipes.schema.Rule`), beside RULES
 

@@ -20,6 +20,7 @@ from jaxdl.train import make_optimizer, make_schedule
 class DecoderLanguageModel(LanguageModel):
     name = "decoder_lm"
     description = "decoder-only Transformer language model"
+    throughput_unit = "tokens"
 
     def get_config(self):
         c = text_config(self.name)

@@ -30,6 +30,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 class ImageClassifier(Recipe):
     name = "image_classifier"
     description = "the reference CNN (MyNet) on MNIST-like images"
+    throughput_unit = "images"
     predicts = True
 
     def get_config(self):

@@ -23,6 +23,7 @@ from jaxdl.train import make_optimizer, make_schedule
 class RecurrentLanguageModel(LanguageModel):
     name = "rnn_lm"
     description = "recurrent language model (rnn, lstm or gru)"
+    throughput_unit = "tokens"
     level_key = "level"
 
     def get_config(self):

@@ -28,6 +28,7 @@ BEAM_BATCH = 500  # test dates per beam-search call (one compiled shape)
 class DateTranslation(Recipe):
     name = "seq2seq"
     description = "encoder-decoder Transformer: human-written dates -> ISO 8601"
+    throughput_unit = "target tokens"
     samples = True
 
     def get_config(self):

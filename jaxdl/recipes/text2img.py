@@ -49,6 +49,7 @@ IMAGE_HW = (28, 28)  # the datasets' size; the model sees them padded to config.
 class TextToImageDiffusion(Recipe):
     name = "text2img"
     description = "text-to-image diffusion (text encoder + UNet, classifier-free guidance)"
+    throughput_unit = "images"
     samples = True
 
     def get_config(self):
