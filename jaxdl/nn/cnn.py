@@ -12,6 +12,7 @@ weights, so the same numbers can be checked on both sides.
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -19,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdl.errors import UserError
+from jaxdl.nn.precision import layer_dtypes
 
 PAD1 = ((1, 1), (1, 1))  # PyTorch's padding=1, stated exactly rather than 'SAME'
 
@@ -78,11 +80,14 @@ class MyNet(nn.Module):
     num_classes: int = 10
     dropout_rate: float = 0.5
     torch_init: bool = True  # PyTorch's default initialisation, as the reference trains from
+    dtype: Any = jnp.float32  # compute dtype (jaxdl.nn.precision)
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         check_images(x, (48, 48, 3), "MyNet")
-        init = torch_default_init if self.torch_init else (lambda fan_in: {})
+        base = torch_default_init if self.torch_init else (lambda fan_in: {})
+        init = lambda fan_in: {**base(fan_in), **layer_dtypes(self)}  # noqa: E731
         conv = lambda c_in, c_out, name: nn.Conv(  # noqa: E731
             c_out, (3, 3), padding=PAD1, name=name, **init(9 * c_in))
         x = nn.relu(conv(3, 32, "conv1")(x))  # (B, 48, 48, 32)
@@ -117,19 +122,23 @@ class ConvNet(nn.Module):
     pool: str = "max"  # 'max' | 'avg'
     dropout_rate: float = 0.0
     batch_norm: bool = False
+    dtype: Any = jnp.float32  # compute dtype (jaxdl.nn.precision)
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         pool = {"max": nn.max_pool, "avg": nn.avg_pool}[self.pool]
+        dt = layer_dtypes(self)
         for i, width in enumerate(self.features):
             x = nn.Conv(width, (3, 3), padding=PAD1, use_bias=not self.batch_norm,
-                        name=f"conv{i + 1}")(x)
-            if self.batch_norm:
-                x = nn.BatchNorm(use_running_average=not train, momentum=0.9, name=f"bn{i + 1}")(x)
+                        name=f"conv{i + 1}", **dt)(x)
+            if self.batch_norm:  # statistics in float32 whatever the dtype (flax)
+                x = nn.BatchNorm(use_running_average=not train, momentum=0.9, name=f"bn{i + 1}",
+                                 **dt)(x)
             x = pool(nn.relu(x), (2, 2), strides=(2, 2))
         x = x.reshape((x.shape[0], -1))
         for i, width in enumerate(self.dense):
             x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-            x = nn.relu(nn.Dense(width, name=f"fc{i + 1}")(x))
+            x = nn.relu(nn.Dense(width, name=f"fc{i + 1}", **dt)(x))
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-        return nn.Dense(self.num_classes, name="head")(x)
+        return nn.Dense(self.num_classes, name="head", **dt)(x)

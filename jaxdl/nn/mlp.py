@@ -12,11 +12,14 @@ and command lines can choose them:
 """
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from jaxdl.errors import UserError
+from jaxdl.nn.precision import layer_dtypes
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "sigmoid": nn.sigmoid,
@@ -47,13 +50,15 @@ class MLP(nn.Module):
     features: Sequence[int]
     activation: str | Callable = "relu"
     dropout: float = 0.0
+    dtype: Any = jnp.float32  # compute dtype (jaxdl.nn.precision)
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         act = get_activation(self.activation)
         x = x.reshape((x.shape[0], -1))  # (batch, inputs)
         for i, width in enumerate(self.features):
-            x = nn.Dense(width, name=f"dense{i}")(x)
+            x = nn.Dense(width, name=f"dense{i}", **layer_dtypes(self))(x)
             if i < len(self.features) - 1:
                 x = act(x)
                 if self.dropout:

@@ -38,6 +38,7 @@ import jax.numpy as jnp
 
 from jaxdl.errors import UserError
 from jaxdl.nn.params import count_params  # noqa: F401  (re-exported)
+from jaxdl.nn.precision import layer_dtypes
 
 CELLS = ("rnn", "lstm", "gru")
 Carry = Any  # per layer: h for rnn and gru, (c, h) for lstm
@@ -70,15 +71,21 @@ class RecurrentLM(nn.Module):
     num_layers: int = 1
     dropout: float = 0.0
     unroll: int = 1  # time steps per scan iteration (a speed knob; same numbers)
+    dtype: Any = jnp.float32  # compute dtype (jaxdl.nn.precision)
+    param_dtype: Any = jnp.float32
 
     def setup(self):
         if self.num_layers < 1:
             raise UserError(f"num_layers must be >= 1, got {self.num_layers}")
-        self.embedding = nn.Embed(self.vocab_size, self.embed_dim)
-        self.layers = [nn.RNN(make_cell(self.cell, self.hidden_dim), unroll=self.unroll)
+        dt = layer_dtypes(self)
+        self.embedding = nn.Embed(self.vocab_size, self.embed_dim, **dt)
+        # The cells stay float32 whatever `dtype`: their state is carried through every
+        # time step, where bfloat16 rounding would compound (embedding and head use `dtype`).
+        self.layers = [nn.RNN(make_cell(self.cell, self.hidden_dim,
+                                        param_dtype=self.param_dtype), unroll=self.unroll)
                        for _ in range(self.num_layers)]
         self.drop = nn.Dropout(self.dropout)
-        self.head = nn.Dense(self.vocab_size)
+        self.head = nn.Dense(self.vocab_size, **dt)
 
     def __call__(self, tokens: jax.Array, *, train: bool = False, carry: Sequence | None = None,
                  return_carry: bool = False):
@@ -97,7 +104,7 @@ class RecurrentLM(nn.Module):
         if carry is not None and len(carry) != self.num_layers:
             raise UserError(f"carry has {len(carry)} layer states; the model has "
                             f"{self.num_layers} layers")
-        x = self.drop(x, deterministic=not train)
+        x = self.drop(x, deterministic=not train).astype(jnp.float32)
         new_carry = []
         for i, layer in enumerate(self.layers):
             c, x = layer(x, initial_carry=None if carry is None else carry[i],

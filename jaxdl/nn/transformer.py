@@ -20,6 +20,7 @@ Attention weights are sown into the `intermediates` collection for inspection
 """
 
 from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -27,6 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdl.errors import UserError
+from jaxdl.nn.attention import attend
+from jaxdl.nn.precision import layer_dtypes
 from jaxdl.nn.remat import remat_block
 
 NEG_INF = -1e9  # large finite negative: a fully masked row stays finite
@@ -61,6 +64,7 @@ class PositionalEncoding(nn.Module):
 
     max_len: int
     kind: str = "learned"  # 'learned' | 'sinusoidal'
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, offset=0):
@@ -72,29 +76,41 @@ class PositionalEncoding(nn.Module):
         if self.kind == "sinusoidal":
             table = jnp.asarray(sinusoidal_table(self.max_len, dim))
         elif self.kind == "learned":
-            table = self.param("table", nn.initializers.normal(0.02), (self.max_len, dim))
+            table = self.param("table", nn.initializers.normal(0.02), (self.max_len, dim),
+                               self.param_dtype)
         else:
             raise UserError(f"unknown positional encoding {self.kind!r}; use learned or sinusoidal")
         return x + jax.lax.dynamic_slice_in_dim(table, offset, length)[None].astype(x.dtype)
 
 
 class MultiHeadAttention(nn.Module):
-    """Multi-head scaled dot-product attention; `decode=True` uses and fills a KV cache."""
+    """Multi-head scaled dot-product attention; `decode=True` uses and fills a KV cache.
+
+    `causal=True` hides future positions (as a mask would, but a fused kernel can skip
+    them); `mask` hides more (padding, the cache's unwritten slots). The attention itself
+    is `jaxdl.nn.attention.attend` (`attention_impl`: auto | xla | cudnn); the explicit
+    einsum-softmax path runs where its weights are needed: attention dropout in training,
+    or a caller that asks for them with `mutable=['intermediates']` (they are sown there).
+    """
 
     num_heads: int
     dropout: float = 0.0
     use_bias: bool = True
     kernel_init: Callable = nn.initializers.xavier_uniform()
     out_init: Callable | None = None
+    attention_impl: str = "auto"
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, q_in, kv_in, mask=None, *, train: bool = False, decode: bool = False):
+    def __call__(self, q_in, kv_in, mask=None, *, train: bool = False, decode: bool = False,
+                 causal: bool = False):
         dim = q_in.shape[-1]
         if dim % self.num_heads:
             raise UserError(f"model width {dim} is not divisible by {self.num_heads} heads")
         head = (self.num_heads, dim // self.num_heads)
         dense = lambda name, init=self.kernel_init: nn.DenseGeneral(  # noqa: E731
-            head, use_bias=self.use_bias, kernel_init=init, name=name)
+            head, use_bias=self.use_bias, kernel_init=init, name=name, **layer_dtypes(self))
         # Projections on (tokens, dim) rows, as in MlpBlock: the same maths and parameters,
         # but XLA:CPU computes their weight gradients without transposing fusions.
         rows = lambda x: x.reshape(-1, x.shape[-1])  # noqa: E731
@@ -102,19 +118,30 @@ class MultiHeadAttention(nn.Module):
         k = dense("key")(rows(kv_in)).reshape(*kv_in.shape[:-1], *head)  # (b, k_len, h, d)
         v = dense("value")(rows(kv_in)).reshape(*kv_in.shape[:-1], *head)
         if decode:
-            k, v, mask = self._cached(k, v)
-        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(head[1]).astype(q.dtype)
+            k, v, mask = self._cached(k, v, causal)
+            causal = False  # the cache's mask is causal already
+        if (train and self.dropout > 0) or self.is_mutable_collection("intermediates"):
+            if causal:
+                mask = causal_mask(q.shape[1]) if mask is None else mask & causal_mask(q.shape[1])
+            out = self._explicit(q, k, v, mask, train=train)
+        else:
+            out = attend(q, k, v, mask, causal=causal, implementation=self.attention_impl)
+        return nn.DenseGeneral(dim, axis=(-2, -1), use_bias=self.use_bias,
+                               kernel_init=self.out_init or self.kernel_init, name="out",
+                               **layer_dtypes(self))(out.reshape(-1, *head)).reshape(q_in.shape)
+
+    def _explicit(self, q, k, v, mask, *, train: bool):
+        """softmax(Q K^T / sqrt(d) + mask) V with the weights at hand: sown, dropped out."""
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k,
+                            preferred_element_type=jnp.float32) / np.sqrt(q.shape[-1])
         if mask is not None:
             logits = jnp.where(mask, logits, NEG_INF)
-        weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(q.dtype)
+        weights = jax.nn.softmax(logits, axis=-1).astype(q.dtype)
         self.sow("intermediates", "attention", weights)
         weights = nn.Dropout(self.dropout)(weights, deterministic=not train)
-        out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
-        return nn.DenseGeneral(dim, axis=(-2, -1), use_bias=self.use_bias,
-                               kernel_init=self.out_init or self.kernel_init, name="out")(
-            out.reshape(-1, *head)).reshape(q_in.shape)
+        return jnp.einsum("bhqk,bkhd->bqhd", weights, v)
 
-    def _cached(self, k, v):
+    def _cached(self, k, v, causal: bool):
         """Write this call's keys/values at the cache index; mask the positions not yet seen.
 
         Initialising with `decode=True` on a (batch, max_len) input sizes the cache.
@@ -125,7 +152,7 @@ class MultiHeadAttention(nn.Module):
         index = self.variable("cache", "cache_index", lambda: jnp.zeros((), jnp.int32))
         max_len, q_len = ck.value.shape[1], k.shape[1]
         if not initialised:
-            return k, v, causal_mask(q_len)
+            return k, v, causal_mask(q_len) if causal else None
         i = index.value
         ck.value = jax.lax.dynamic_update_slice(ck.value, k, (0, i, 0, 0))
         cv.value = jax.lax.dynamic_update_slice(cv.value, v, (0, i, 0, 0))
@@ -140,6 +167,8 @@ class MlpBlock(nn.Module):
     use_bias: bool = True
     kernel_init: Callable = nn.initializers.xavier_uniform()
     out_init: Callable | None = None
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, *, train: bool = False):
@@ -148,9 +177,11 @@ class MlpBlock(nn.Module):
         # CPU train step is about 1.4x faster; benchmarks/).
         y = x.reshape(-1, x.shape[-1])
         y = nn.gelu(nn.Dense(self.hidden, use_bias=self.use_bias, kernel_init=self.kernel_init,
-                             name="fc")(y), approximate=False)  # exact, as torch's nn.GELU
+                             name="fc", **layer_dtypes(self))(y),
+                    approximate=False)  # exact, as torch's nn.GELU
         y = nn.Dense(x.shape[-1], use_bias=self.use_bias,
-                     kernel_init=self.out_init or self.kernel_init, name="proj")(y)
+                     kernel_init=self.out_init or self.kernel_init, name="proj",
+                     **layer_dtypes(self))(y)
         return nn.Dropout(self.dropout)(y.reshape(x.shape), deterministic=not train)
 
 
@@ -165,20 +196,28 @@ class Block(nn.Module):
     use_bias: bool = True
     kernel_init: Callable = nn.initializers.xavier_uniform()
     out_init: Callable | None = None
+    causal: bool = False  # self-attention hides future positions
+    attention_impl: str = "auto"
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, mask=None, encoded=None, cross_mask=None, train: bool = False,
                  decode: bool = False):
-        kw = dict(use_bias=self.use_bias, kernel_init=self.kernel_init, out_init=self.out_init)
+        dt = layer_dtypes(self)
+        kw = dict(use_bias=self.use_bias, kernel_init=self.kernel_init, out_init=self.out_init,
+                  **dt)
+        att = dict(attention_impl=self.attention_impl, **kw)
         drop = nn.Dropout(self.dropout)
-        ln = lambda name: nn.LayerNorm(LN_EPS, use_bias=self.use_bias, name=name)  # noqa: E731
+        ln = lambda name: nn.LayerNorm(LN_EPS, use_bias=self.use_bias, name=name,  # noqa: E731
+                                       **dt)
         y = ln("ln_self")(x)
-        y = MultiHeadAttention(self.num_heads, self.attention_dropout, name="self_attn", **kw)(
-            y, y, mask, train=train, decode=decode)
+        y = MultiHeadAttention(self.num_heads, self.attention_dropout, name="self_attn", **att)(
+            y, y, mask, train=train, decode=decode, causal=self.causal)
         x = x + drop(y, deterministic=not train)
         if self.cross_attention:
             y = MultiHeadAttention(self.num_heads, self.attention_dropout, name="cross_attn",
-                                   **kw)(ln("ln_cross")(x), encoded, cross_mask, train=train)
+                                   **att)(ln("ln_cross")(x), encoded, cross_mask, train=train)
             x = x + drop(y, deterministic=not train)
         return x + MlpBlock(self.mlp_dim, self.dropout, name="mlp", **kw)(ln("ln_mlp")(x),
                                                                           train=train)
@@ -198,6 +237,9 @@ class _Stack(nn.Module):
     positional: str = "learned"
     use_bias: bool = True
     remat: str = "none"  # none | block | full (jaxdl.nn.remat), in training; never when decoding
+    attention_impl: str = "auto"  # auto | xla | cudnn (jaxdl.nn.attention)
+    dtype: Any = jnp.float32  # compute dtype (jaxdl.nn.precision)
+    param_dtype: Any = jnp.float32
 
     def _check_tokens(self, tokens):
         if tokens.ndim != 2 or not jnp.issubdtype(tokens.dtype, jnp.integer):
@@ -211,8 +253,9 @@ class _Stack(nn.Module):
     def _embed(self, tokens, offset=0, *, train: bool):
         self._check_tokens(tokens)
         embed = nn.Embed(self.vocab_size, self.dim, embedding_init=nn.initializers.normal(0.02),
-                         name="embed")
-        x = PositionalEncoding(self.max_len, self.positional, name="pos")(embed(tokens), offset)
+                         name="embed", **layer_dtypes(self))
+        x = PositionalEncoding(self.max_len, self.positional, self.param_dtype, name="pos")(
+            embed(tokens), offset)
         return embed, nn.Dropout(self.dropout)(x, deterministic=not train)
 
     def _check_length(self, length: int):
@@ -220,7 +263,8 @@ class _Stack(nn.Module):
             raise UserError(f"sequence of {length} tokens is longer than the model's context of "
                             f"{self.max_len}; crop it or build the model with max_len >= {length}")
 
-    def _blocks(self, x, mask, *, cross: bool, train: bool, decode: bool = False, **kw):
+    def _blocks(self, x, mask, *, cross: bool, train: bool, decode: bool = False,
+                causal: bool = False, **kw):
         init = nn.initializers.normal(0.02)  # GPT-2's init; residual outputs scaled by depth
         out_init = nn.initializers.normal(0.02 / np.sqrt(2 * self.num_layers))
         att_drop = self.dropout if self.attention_dropout is None else self.attention_dropout
@@ -229,9 +273,11 @@ class _Stack(nn.Module):
         for i in range(self.num_layers):
             x = block_cls(self.num_heads, self.mlp_dim or 4 * self.dim, self.dropout, att_drop,
                           cross_attention=cross, use_bias=self.use_bias, kernel_init=init,
-                          out_init=out_init, name=f"block{i}")(
+                          out_init=out_init, causal=causal, attention_impl=self.attention_impl,
+                          **layer_dtypes(self), name=f"block{i}")(
                 x, mask, kw.get("encoded"), kw.get("cross_mask"), train, decode)
-        return nn.LayerNorm(LN_EPS, use_bias=self.use_bias, name="ln_final")(x)
+        return nn.LayerNorm(LN_EPS, use_bias=self.use_bias, name="ln_final",
+                            **layer_dtypes(self))(x)
 
 
 class Encoder(_Stack):
@@ -274,12 +320,11 @@ class DecoderLM(_Stack):
         else:
             self._check_length(length)
         embed, x = self._embed(tokens, offset, train=train)
-        mask = None if decode else causal_mask(length)
-        x = self._blocks(x, mask, cross=self.cross_attention, train=train, decode=decode,
-                         encoded=encoded, cross_mask=cross_mask)
+        x = self._blocks(x, None, cross=self.cross_attention, train=train, decode=decode,
+                         causal=True, encoded=encoded, cross_mask=cross_mask)
         if self.tie_embeddings:
             return embed.attend(x)
-        return nn.Dense(self.vocab_size, use_bias=False, name="head")(x)
+        return nn.Dense(self.vocab_size, use_bias=False, name="head", **layer_dtypes(self))(x)
 
 
 class EncoderDecoder(nn.Module):
@@ -301,11 +346,15 @@ class EncoderDecoder(nn.Module):
     positional: str = "sinusoidal"
     pad_id: int = 0
     remat: str = "none"  # none | block | full (jaxdl.nn.remat), both stacks
+    attention_impl: str = "auto"
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
 
     def setup(self):
         common = dict(num_layers=self.num_layers, num_heads=self.num_heads, dim=self.dim,
                       mlp_dim=self.mlp_dim, dropout=self.dropout, positional=self.positional,
-                      remat=self.remat)
+                      remat=self.remat, attention_impl=self.attention_impl,
+                      **layer_dtypes(self))
         self.encoder = Encoder(self.src_vocab, max_len=self.max_src_len, pad_id=self.pad_id,
                                **common)
         self.decoder = DecoderLM(self.tgt_vocab, max_len=self.max_tgt_len, cross_attention=True,

@@ -23,12 +23,14 @@
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from jaxdl.errors import UserError
+from jaxdl.nn.precision import layer_dtypes
 from jaxdl.nn.remat import remat_block
 from jaxdl.nn.transformer import MultiHeadAttention, padding_mask, sinusoidal_table
 
@@ -45,17 +47,20 @@ class ResBlock(nn.Module):
     features: int
     groups: int = 8
     dropout: float = 0.0
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, temb, train: bool = False):
-        h = nn.Conv(self.features, (3, 3), name="conv1")(
-            nn.swish(nn.GroupNorm(self.groups, name="norm1")(x)))
-        h = h + nn.Dense(self.features, name="time")(nn.swish(temb))[:, None, None, :]
-        h = nn.swish(nn.GroupNorm(self.groups, name="norm2")(h))
+        dt = layer_dtypes(self)
+        h = nn.Conv(self.features, (3, 3), name="conv1", **dt)(
+            nn.swish(nn.GroupNorm(self.groups, name="norm1", **dt)(x)))
+        h = h + nn.Dense(self.features, name="time", **dt)(nn.swish(temb))[:, None, None, :]
+        h = nn.swish(nn.GroupNorm(self.groups, name="norm2", **dt)(h))
         h = nn.Dropout(self.dropout, deterministic=not train)(h)
-        h = nn.Conv(self.features, (3, 3), kernel_init=zeros, name="conv2")(h)
+        h = nn.Conv(self.features, (3, 3), kernel_init=zeros, name="conv2", **dt)(h)
         if x.shape[-1] != self.features:
-            x = nn.Conv(self.features, (1, 1), name="skip")(x)
+            x = nn.Conv(self.features, (1, 1), name="skip", **dt)(x)
         return x + h
 
 
@@ -64,18 +69,23 @@ class AttentionBlock(nn.Module):
 
     num_heads: int = 4
     groups: int = 8
+    attention_impl: str = "auto"
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, context=None, context_mask=None):
         b, h, w, c = x.shape
+        dt = layer_dtypes(self)
         if context is None:
-            y = nn.GroupNorm(self.groups, name="norm")(x).reshape(b, h * w, c)
+            y = nn.GroupNorm(self.groups, name="norm", **dt)(x).reshape(b, h * w, c)
             kv, mask = y, None
         else:
-            y = nn.LayerNorm(name="norm")(x).reshape(b, h * w, c)
+            y = nn.LayerNorm(name="norm", **dt)(x).reshape(b, h * w, c)
             kv = context
             mask = None if context_mask is None else padding_mask(None, context_mask)
-        y = MultiHeadAttention(self.num_heads, out_init=zeros, name="attn")(y, kv, mask)
+        y = MultiHeadAttention(self.num_heads, out_init=zeros, attention_impl=self.attention_impl,
+                               name="attn", **dt)(y, kv, mask)
         return x + y.reshape(b, h, w, c)
 
 
@@ -89,6 +99,9 @@ class UNet(nn.Module):
     dropout: float = 0.0
     num_timesteps: int = 1000
     remat: str = "none"  # none | block | full (jaxdl.nn.remat): res and attention blocks
+    attention_impl: str = "auto"  # auto | xla | cudnn (jaxdl.nn.attention)
+    dtype: Any = jnp.float32  # compute dtype (jaxdl.nn.precision)
+    param_dtype: Any = jnp.float32
 
     def _check(self, x, context):
         levels = len(self.channels)
@@ -109,25 +122,27 @@ class UNet(nn.Module):
                  train: bool = False):
         self._check(x, context)
         ch0 = self.channels[0]
+        dt = layer_dtypes(self)
         temb = time_embedding(t, ch0, self.num_timesteps)
-        temb = nn.Dense(4 * ch0, name="time_mlp2")(nn.swish(nn.Dense(4 * ch0,
-                                                                      name="time_mlp1")(temb)))
+        temb = nn.Dense(4 * ch0, name="time_mlp2", **dt)(
+            nn.swish(nn.Dense(4 * ch0, name="time_mlp1", **dt)(temb)))
         if pooled is not None:  # a global text vector joins the time embedding (GLIDE)
-            temb = temb + nn.Dense(4 * ch0, name="pooled_proj")(pooled)
+            temb = temb + nn.Dense(4 * ch0, name="pooled_proj", **dt)(pooled)
         res_cls = remat_block(ResBlock, self.remat, static_argnums=(3,))  # (x, temb, train)
         attn_cls = remat_block(AttentionBlock, self.remat)
         res = lambda f, name: (lambda h, temb, train: res_cls(  # noqa: E731
-            f, self.groups, self.dropout, name=name)(h, temb, train))
+            f, self.groups, self.dropout, name=name, **dt)(h, temb, train))
+        attn = lambda name: attn_cls(self.num_heads, self.groups,  # noqa: E731
+                                     self.attention_impl, name=name, **dt)
 
         def attend(h, level, prefix):
             if level in self.attention_levels:
-                h = attn_cls(self.num_heads, self.groups, name=f"{prefix}_attn")(h)
+                h = attn(f"{prefix}_attn")(h)
             if level in self.cross_attention_levels:
-                h = attn_cls(self.num_heads, self.groups, name=f"{prefix}_cross")(
-                    h, context, context_mask)
+                h = attn(f"{prefix}_cross")(h, context, context_mask)
             return h
 
-        h = nn.Conv(ch0, (3, 3), name="conv_in")(x)
+        h = nn.Conv(ch0, (3, 3), name="conv_in", **dt)(x)
         skips = [h]
         last = len(self.channels) - 1
         for i, ch in enumerate(self.channels):
@@ -135,13 +150,12 @@ class UNet(nn.Module):
                 h = attend(res(ch, f"down{i}_res{j}")(h, temb, train=train), i, f"down{i}_{j}")
                 skips.append(h)
             if i != last:
-                h = nn.Conv(ch, (3, 3), strides=(2, 2), name=f"down{i}_pool")(h)
+                h = nn.Conv(ch, (3, 3), strides=(2, 2), name=f"down{i}_pool", **dt)(h)
                 skips.append(h)
         h = res(self.channels[-1], "mid_res1")(h, temb, train=train)
-        h = attn_cls(self.num_heads, self.groups, name="mid_attn")(h)
+        h = attn("mid_attn")(h)
         if self.cross_attention_levels:
-            h = attn_cls(self.num_heads, self.groups, name="mid_cross")(
-                h, context, context_mask)
+            h = attn("mid_cross")(h, context, context_mask)
         h = res(self.channels[-1], "mid_res2")(h, temb, train=train)
         for i in reversed(range(len(self.channels))):
             ch = self.channels[i]
@@ -151,6 +165,6 @@ class UNet(nn.Module):
             if i != 0:
                 b, hh, ww, c = h.shape
                 h = jax.image.resize(h, (b, 2 * hh, 2 * ww, c), method="nearest")
-                h = nn.Conv(self.channels[i - 1], (3, 3), name=f"up{i}_upsample")(h)
-        h = nn.swish(nn.GroupNorm(self.groups, name="norm_out")(h))
-        return nn.Conv(x.shape[-1], (3, 3), kernel_init=zeros, name="conv_out")(h)
+                h = nn.Conv(self.channels[i - 1], (3, 3), name=f"up{i}_upsample", **dt)(h)
+        h = nn.swish(nn.GroupNorm(self.groups, name="norm_out", **dt)(h))
+        return nn.Conv(x.shape[-1], (3, 3), kernel_init=zeros, name="conv_out", **dt)(h)

@@ -15,9 +15,11 @@ import optax
 from jaxdl.data.loader import ArrayLoader
 from jaxdl.errors import UserError
 from jaxdl.nn import count_params  # noqa: F401  (re-exported: recipes.count_params)
+from jaxdl.nn.precision import dtype_of, with_dtype
 from jaxdl.recipes import schema
 from jaxdl.train import create_train_state, make_eval_step, parallel
 from jaxdl.train.compile import compile_eval
+from jaxdl.train.optim import with_state_dtype
 
 
 def base_config(recipe: str) -> ml_collections.ConfigDict:
@@ -30,6 +32,9 @@ def base_config(recipe: str) -> ml_collections.ConfigDict:
     c.log_every = 50  # steps between train/* scalar rows (metrics.jsonl, TensorBoard)
     c.checkpoint_every = 0  # steps between checkpoints besides each epoch end (0: none)
     c.grad_accum_steps = 1  # K: each batch as K microbatches under lax.scan, one update
+    c.dtype = "float32"  # compute dtype: float32 | bfloat16 (params stay float32)
+    c.opt_state_dtype = "float32"  # optimizer moments: float32 | bfloat16
+    c.profile_steps = ""  # "START:STOP": trace those steps into <workdir>/profile
     return c
 
 
@@ -137,6 +142,19 @@ class Recipe:
         raise NotImplementedError
 
     def build(self, config, data) -> Task:
+        """The family's Task (`build_task`) at the config's precision: the model computes in
+        `dtype` (jaxdl.nn.precision), the optimizer keeps its moments in `opt_state_dtype`."""
+        task = self.build_task(config, data)
+        dtype, state_dtype = config.get("dtype", "float32"), config.get("opt_state_dtype",
+                                                                         "float32")
+        if dtype != "float32":
+            task = dataclasses.replace(task, model=with_dtype(task.model, dtype_of(dtype)))
+        if state_dtype != "float32":
+            task = dataclasses.replace(task, tx=with_state_dtype(task.tx,
+                                                                 dtype_of(state_dtype)))
+        return task
+
+    def build_task(self, config, data) -> Task:
         raise NotImplementedError
 
     def train_loader(self, config, data, *, process_index: int = 0, process_count: int = 1):

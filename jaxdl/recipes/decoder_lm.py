@@ -41,9 +41,10 @@ class DecoderLanguageModel(LanguageModel):
         c.weight_decay = 0.1  # decoupled (AdamW), on matrices and embeddings only
         c.grad_clip_norm = 1.0
         c.remat = "none"  # none | block | full: recompute block activations (jaxdl.nn.remat)
+        c.attention_impl = "auto"  # auto | xla | cudnn (flash attention on GPUs; nn.attention)
         return c
 
-    def build(self, config, data) -> Task:
+    def build_task(self, config, data) -> Task:
         model, tx, lr = build_model_and_optimizer(config, len(data.vocab))
         return Task(model, language.next_token_loss, tx, example_tokens(config),
                     learning_rate=lr)
@@ -67,7 +68,8 @@ def build_model_and_optimizer(config, vocab_size: int):
     model = DecoderLM(vocab_size, num_layers=config.num_layers, num_heads=config.num_heads,
                       dim=config.dim, max_len=config.seq_len, dropout=config.dropout,
                       use_bias=config.use_bias, positional=config.positional,
-                      remat=config.get("remat", "none"))
+                      remat=config.get("remat", "none"),
+                      attention_impl=config.get("attention_impl", "auto"))
     lr = make_schedule(config.learning_rate, "warmup_cosine", total_steps=config.num_steps,
                        warmup_steps=config.warmup_steps,
                        min_learning_rate=config.min_learning_rate)

@@ -59,7 +59,7 @@ class ImageClassifier(Recipe):
         classify.check_labels(split.train.labels, split.train.num_classes)
         return split
 
-    def build(self, config, data) -> Task:
+    def build_task(self, config, data) -> Task:
         model = MyNet(num_classes=data.train.num_classes, dropout_rate=config.dropout)
         tx = make_optimizer(config.optimizer, config.learning_rate, config.weight_decay)
         size = config.image_size

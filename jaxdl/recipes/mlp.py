@@ -51,7 +51,7 @@ class TabularMLP(Recipe):
     def load_data(self, config):
         return load_problem(config.problem, config.seed, config.test_fraction)
 
-    def build(self, config, data) -> Task:
+    def build_task(self, config, data) -> Task:
         model = MLP(features=(*config.hidden_sizes, data["n_out"]),
                     activation=config.activation, dropout=config.dropout)
         tx = make_optimizer(config.optimizer, config.learning_rate, config.weight_decay)

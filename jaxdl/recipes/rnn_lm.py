@@ -46,7 +46,7 @@ class RecurrentLanguageModel(LanguageModel):
         c.eval_batch_size = 128
         return c
 
-    def build(self, config, data) -> Task:
+    def build_task(self, config, data) -> Task:
         model = build_model(config, len(data.vocab))
         lr = make_schedule(config.learning_rate, config.schedule, total_steps=config.num_steps,
                            min_learning_rate=0.1 * config.learning_rate)

@@ -131,6 +131,9 @@ RULES = {
     "test_loss_images": count(10**7, 2000),
     "min_lr_fraction": Rule(0.0, 1.0, example=0.1),
     "remat": Choice("none", "block", "full"),
+    "dtype": Choice("float32", "bfloat16"),
+    "opt_state_dtype": Choice("float32", "bfloat16"),
+    "attention_impl": Choice("auto", "xla", "cudnn"),
 }
 
 

@@ -50,6 +50,7 @@ class DateTranslation(Recipe):
         c.beam_size = 3
         c.prompt = "5 mars 1998"  # what `jaxdl sample` translates by default
         c.remat = "none"  # none | block | full: recompute block activations (jaxdl.nn.remat)
+        c.attention_impl = "auto"  # auto | xla | cudnn (flash attention on GPUs; nn.attention)
         return c
 
     def load_data(self, config):
@@ -58,12 +59,13 @@ class DateTranslation(Recipe):
         return {"train": train, "test": test, "vocab": vocab,
                 "tgt_len": train["tgt"].shape[1] - 1}
 
-    def build(self, config, data) -> Task:
+    def build_task(self, config, data) -> Task:
         vocab, train = data["vocab"], data["train"]
         model = EncoderDecoder(len(vocab), len(vocab), num_layers=config.num_layers,
                                num_heads=config.num_heads, dim=config.dim,
                                dropout=config.dropout, max_src_len=config.src_len,
-                               max_tgt_len=data["tgt_len"], remat=config.remat)
+                               max_tgt_len=data["tgt_len"], remat=config.remat,
+                               attention_impl=config.get("attention_impl", "auto"))
         lr = make_schedule(config.learning_rate, "warmup_cosine", total_steps=config.num_steps,
                            warmup_steps=config.warmup_steps)
         tx = make_optimizer("adamw", lr, config.weight_decay, grad_clip_norm=1.0)

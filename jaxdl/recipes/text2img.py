@@ -91,6 +91,7 @@ class TextToImageDiffusion(Recipe):
         c.test_loss_images = 2000  # test images for the final diffusion loss (0: skip)
         c.prompt = "an ankle boot"  # what `jaxdl sample` draws by default
         c.remat = "none"  # none | block | full: recompute block activations (jaxdl.nn.remat)
+        c.attention_impl = "auto"  # auto | xla | cudnn (flash attention on GPUs; nn.attention)
         return c
 
     def load_data(self, config):
@@ -110,7 +111,7 @@ class TextToImageDiffusion(Recipe):
     def check(self, config, data) -> None:
         data["tokenizer"].encode(config.prompt)  # `jaxdl sample`'s default: fail now
 
-    def build(self, config, data) -> Task:
+    def build_task(self, config, data) -> Task:
         tokenizer = data["tokenizer"]
         model = text_to_image_model(config, tokenizer.vocab_size)
         schedule = denoise.noise_schedule(config.noise_schedule, config.num_timesteps)
@@ -252,12 +253,14 @@ def tokenizer_from_config(config) -> prompts.PromptTokenizer:
 def text_to_image_model(config, vocab_size: int) -> TextToImage:
     encoder = Encoder(vocab_size, num_layers=config.text_layers, num_heads=config.text_heads,
                       dim=config.text_dim, max_len=config.max_prompt_len, pad_id=0,
-                      positional="learned", remat=config.get("remat", "none"))
+                      positional="learned", remat=config.get("remat", "none"),
+                      attention_impl=config.get("attention_impl", "auto"))
     unet = UNet(channels=tuple(config.channels), num_res_blocks=config.num_res_blocks,
                 attention_levels=tuple(config.attention_levels),
                 cross_attention_levels=tuple(config.cross_attention_levels),
                 num_heads=config.num_heads, groups=config.groups, dropout=config.dropout,
-                num_timesteps=config.num_timesteps, remat=config.get("remat", "none"))
+                num_timesteps=config.num_timesteps, remat=config.get("remat", "none"),
+                attention_impl=config.get("attention_impl", "auto"))
     return TextToImage(encoder=encoder, unet=unet, pooled_text=config.get("pooled_text", True))
 
 

@@ -8,18 +8,26 @@ def apply_model(model, params, x, rng, train: bool, batch_stats=None, **kwargs):
     """Run `model` on `x`; returns `(output, new_batch_stats)` (None when the model has none).
 
     Dropout draws from `rng` when training; BatchNorm statistics update only in training.
+    The output comes back in float32 whatever the model's compute dtype, so every loss,
+    softmax and metric after it is float32 (jaxdl.nn.precision).
     """
     variables = {"params": params}
     if batch_stats is None:
         out = model.apply(variables, x, train=train, rngs={"dropout": rng}, **kwargs)
-        return out, None
+        return to_float32(out), None
     variables["batch_stats"] = batch_stats
     if not train:
-        return model.apply(variables, x, train=False, **kwargs), batch_stats
+        return to_float32(model.apply(variables, x, train=False, **kwargs)), batch_stats
     out, updates = model.apply(
         variables, x, train=True, rngs={"dropout": rng}, mutable=["batch_stats"], **kwargs
     )
-    return out, updates["batch_stats"]
+    return to_float32(out), updates["batch_stats"]
+
+
+def to_float32(tree):
+    """Floating leaves as float32 (bfloat16 model outputs into float32 losses)."""
+    return jax.tree.map(lambda a: a.astype(jnp.float32)
+                        if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
 
 
 def example_weights(batch: dict, batch_size: int) -> jax.Array:

@@ -12,6 +12,7 @@ The reference CNN recipe is `adam` with lr 1e-3 and weight decay 1e-4 (coupled).
 """
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from jaxdl.errors import UserError
@@ -104,3 +105,22 @@ def make_optimizer(
         parts.append(optax.add_decayed_weights(weight_decay, mask=mask))
     parts.append(core)
     return optax.chain(*parts) if len(parts) > 1 else core
+
+
+def with_state_dtype(tx: optax.GradientTransformation, dtype) -> optax.GradientTransformation:
+    """`tx` with its floating state (Adam's moments) stored in `dtype` (`opt_state_dtype`):
+    half the bytes in bfloat16. Each update upcasts the state, computes in float32 and
+    rounds the new state back, so only the stored moments lose precision."""
+
+    def cast(tree, to):
+        return jax.tree.map(lambda a: a.astype(to) if hasattr(a, "dtype") and jnp.issubdtype(
+            a.dtype, jnp.floating) else a, tree)
+
+    def init(params):
+        return cast(tx.init(params), dtype)
+
+    def update(updates, state, params=None, **extra):
+        updates, state = tx.update(updates, cast(state, jnp.float32), params, **extra)
+        return updates, cast(state, dtype)
+
+    return optax.GradientTransformationExtraArgs(init, update)
