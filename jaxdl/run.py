@@ -20,11 +20,12 @@ import jax
 
 from jaxdl import recipes
 from jaxdl.config import load_config, parse_args, run_main, save_config, write_json
-from jaxdl.recipes.base import Context, count_params, steady_rate
-from jaxdl.train import make_train_step, parallel
+from jaxdl.recipes.base import Context, count_params, steady_rate, steady_step_rate
+from jaxdl.train import flops, make_train_step, parallel
 from jaxdl.train.checkpoint import restore_from_workdir
 from jaxdl.train.lock import WorkdirLock
 from jaxdl.train.loop import fit
+from jaxdl.train.profile import parse_steps
 from jaxdl.train.writer import MetricWriter
 
 
@@ -59,7 +60,8 @@ def _train(config, workdir, recipe, mesh, data, main) -> dict:
                          log_every=config.get("log_every") or None,
                          learning_rate=task.learning_rate,
                          verbose=config.get("verbose", True), **recipe.training_length(config),
-                         on_start=lambda: main and save_config(config, workdir), **fit_kw)
+                         on_start=lambda: main and save_config(config, workdir),
+                         profile_steps=parse_steps(config.get("profile_steps", "")), **fit_kw)
     train_seconds = time.perf_counter() - t0
     if main and config.get("verbose", True):
         print("\n✅ Training finished.\n")
@@ -78,11 +80,25 @@ def _train(config, workdir, recipe, mesh, data, main) -> dict:
                "num_devices": 1 if mesh is None else int(mesh.devices.size),
                "train_seconds": train_seconds, "throughput": steady_rate(history),
                "throughput_unit": f"{recipe.throughput_unit}/s",
-               "num_params": n_params, "step": final_step, **metrics, **extra}
+               "num_params": n_params, "step": final_step,
+               **step_cost(task, config, state, loader, history, mesh), **metrics, **extra}
     if main:
         write_json(workdir / "results.json", results)
         print(f"Wrote {workdir / 'results.json'}")
     return results
+
+
+def step_cost(task, config, state, loader, history, mesh) -> dict:
+    """FLOPs of one step over the global batch and the run's MFU (`jaxdl.train.flops`),
+    counted on the step without gradient accumulation (XLA counts a loop's body once)."""
+    step_fn = make_train_step(task.loss_fn, task.model, preprocess=task.preprocess)
+    n = jax.process_count()
+    batch = jax.tree.map(lambda a: jax.ShapeDtypeStruct((a.shape[0] * n, *a.shape[1:]),
+                                                        a.dtype), next(iter(loader.epoch(0))))
+    shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), state)
+    devices = jax.devices()[:1] if mesh is None else list(mesh.devices.flat)
+    return flops.step_cost(step_fn, shapes, batch, steps_per_second=steady_step_rate(history),
+                           dtype=config.get("dtype", "float32"), devices=devices)
 
 
 @dataclasses.dataclass

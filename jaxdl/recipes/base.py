@@ -20,6 +20,7 @@ from jaxdl.recipes import schema
 from jaxdl.train import create_train_state, make_eval_step, parallel
 from jaxdl.train.compile import compile_eval
 from jaxdl.train.optim import with_state_dtype
+from jaxdl.train.profile import parse_steps
 
 
 def base_config(recipe: str) -> ml_collections.ConfigDict:
@@ -128,6 +129,7 @@ class Recipe:
     def validate(self, config) -> None:
         """Every key's type and range (schema.RULES and `rules`), before any work."""
         schema.validate(config, {**schema.RULES, **self.rules})
+        parse_steps(config.get("profile_steps", ""))
         k = config.get("grad_accum_steps", 1)
         if config.get("batch_size", k) % k:
             raise UserError(f"config key 'grad_accum_steps' is {k}, which does not split "
@@ -193,3 +195,12 @@ def steady_rate(history: list[dict]) -> float:
     """`count` per second over the epochs after the first (which includes compilation)."""
     steady = history[1:] if len(history) > 1 else history
     return sum(r["count"] for r in steady) / max(sum(r["seconds"] for r in steady), 1e-9)
+
+
+def steady_step_rate(history: list[dict]) -> float:
+    """Train steps per second over the epochs after the first (or the one there is)."""
+    steps = [r["step"] - p for r, p in zip(history, [0] + [r["step"] for r in history],
+                                            strict=False)]
+    pairs = list(zip(steps, (r["seconds"] for r in history), strict=True))
+    steady = pairs[1:] if len(pairs) > 1 else pairs
+    return sum(s for s, _ in steady) / max(sum(t for _, t in steady), 1e-9)

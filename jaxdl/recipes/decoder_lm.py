@@ -11,7 +11,7 @@ cache. `build` is the one definition of the recipe: the runner, the nanoGPT repl
 """
 
 from jaxdl.nn.transformer import DecoderLM
-from jaxdl.recipes.base import Task, count_params
+from jaxdl.recipes.base import Task, count_params, steady_step_rate
 from jaxdl.recipes.language_model import LanguageModel, example_tokens, text_config
 from jaxdl.tasks import language
 from jaxdl.train import make_optimizer, make_schedule
@@ -56,10 +56,8 @@ class DecoderLanguageModel(LanguageModel):
     def report(self, config, task, data, state, history, ctx, writer) -> dict:
         out = super().report(config, task, data, state, history, ctx, writer)
         n = count_params(state.params)
-        steady = history[1:] if len(history) > 1 else history
-        steps = sum(r["step"] - p["step"] for p, r in zip(history, steady, strict=False))
         out.update(params=n, epochs=history[-1]["epoch"] if history else 0,
-                   ms_per_step=1000 * sum(r["seconds"] for r in steady) / max(steps, 1))
+                   ms_per_step=1000 / max(steady_step_rate(history), 1e-9))
         return out
 
 

@@ -43,6 +43,7 @@ from jaxdl.train.checkpoint import Checkpointer, check_data_position, data_posit
 from jaxdl.train.compile import compile_step, train_compiler_options
 from jaxdl.train.guards import FiniteGuard, NonFiniteLoss, Preempted, PreemptionWatch
 from jaxdl.train.lock import WorkdirLock
+from jaxdl.train.profile import StepProfiler
 from jaxdl.train.step import reduce_metrics
 from jaxdl.train.writer import MetricWriter
 
@@ -89,7 +90,7 @@ def fit(state, train_step: Callable, loader, *, workdir: str | Path, epochs: int
         put_batch: Callable = lambda b: b, verbose: bool = True, block_every_step: bool = False,
         check_every: int = 20, evaluators=(), log_every: int | None = LOG_EVERY,
         learning_rate: Callable | float | None = None, log: bool = True,
-        on_start: Callable | None = None):
+        on_start: Callable | None = None, profile_steps: tuple[int, int] | None = None):
     """Train `state` with the (already jitted) `train_step`; returns `(state, history)`.
 
     history: a list of per-epoch dicts (`epoch`, `loss`, `accuracy`, `seconds`, ...),
@@ -106,6 +107,8 @@ def fit(state, train_step: Callable, loader, *, workdir: str | Path, epochs: int
     `on_start()` runs once the checkpoint (if any) has restored and fits this run, before
     the first step: the runner writes `config.json` there, so a refused rerun changes
     nothing. The workdir is locked (`jaxdl.train.lock`) for the whole call.
+    `profile_steps=(start, stop)` traces those steps into `<workdir>/profile`
+    (`jaxdl.train.profile`).
     Raises `Preempted` (exit status 0) after saving when preempted, `NonFiniteLoss` (a
     UserError) when the loss diverges, and a UserError when the checkpoint in `workdir`
     was saved with another loader (batch size, data, seed).
@@ -122,10 +125,12 @@ def fit(state, train_step: Callable, loader, *, workdir: str | Path, epochs: int
                      verbose=verbose and is_main, block_every_step=block_every_step,
                      check_every=max(int(check_every), 1), evaluators=tuple(evaluators),
                      log_every=log_every, learning_rate=learning_rate,
-                     log=log and is_main, on_start=on_start)
+                     log=log and is_main, on_start=on_start,
+                     profiler=StepProfiler(workdir / "profile", profile_steps))
         try:
             state, history = loop.run(state, train_step)
         finally:
+            loop.profiler.stop()
             loop.writer.close()
             ckpt.close()  # waits for the last save
     if watch.received:  # the loop saved at the step boundary (or had just saved its last step)
@@ -141,10 +146,11 @@ class _Loop:
 
     def __init__(self, loader, ckpt, watch, *, workdir, total, checkpoint_every, put_batch,
                  verbose, block_every_step, check_every, evaluators, log_every, learning_rate,
-                 log, on_start):
+                 log, on_start, profiler):
         self.loader, self.ckpt, self.watch = loader, ckpt, watch
         self.workdir, self.total, self.checkpoint_every = workdir, total, checkpoint_every
         self.put_batch, self.verbose, self.block = put_batch, verbose, block_every_step
+        self.profiler = profiler
         self.check_every, self.evaluators = check_every, evaluators
         self.log_every, self.learning_rate, self.log = log_every, learning_rate, log
         self.on_start = on_start
@@ -194,11 +200,13 @@ class _Loop:
                        disable=not self.verbose)
             try:
                 for i, batch in enumerate(loader.epoch(pos.epoch, pos.batch)):
-                    state, metrics = train_step(state, self.put_batch(batch))
+                    with self.profiler.step(step):
+                        state, metrics = train_step(state, self.put_batch(batch))
                     sums = _add(sums, metrics)
                     if self.log_every:
                         self.window = _add(self.window, metrics)
                     step += 1
+                    self.profiler.done(step, metrics)
                     self.guard.add(step, metrics)
                     if self.block:
                         jax.block_until_ready(metrics)
