@@ -10,6 +10,8 @@ per-epoch losses. Test hooks, from the environment:
 
 - RESUME_CHILD_PAUSE_AT=N: after printing `step N`, sleep RESUME_CHILD_PAUSE seconds (default
   3) before that step, so that a signal sent on seeing `step N` lands there.
+- RESUME_CHILD_DTYPE=bfloat16: the model computes in bfloat16 and Adam keeps its moments
+  in bfloat16 (`--config.dtype`, `--config.opt_state_dtype`).
 - RESUME_CHILD_HOLD_SAVE=K: the async save of step K stops just before orbax renames its
   written `state` item (the step still `K.orbax-checkpoint-tmp`), prints `holding save K`
   and waits there until the process is killed: a SIGKILL sent then lands mid-save.
@@ -29,9 +31,11 @@ import numpy as np
 from jaxdl.config import run_experiment
 from jaxdl.data.loader import ArrayLoader
 from jaxdl.nn import MLP
+from jaxdl.nn.precision import dtype_of, with_dtype
 from jaxdl.tasks import classify
 from jaxdl.train import create_train_state, make_optimizer, make_train_step
 from jaxdl.train.loop import compile_step, fit
+from jaxdl.train.optim import with_state_dtype
 
 LOSS = functools.partial(classify.softmax_cross_entropy, input_key="x")
 
@@ -53,8 +57,11 @@ def data():
 
 def main(config, workdir: Path):
     model = MLP((32, 32, 3), dropout=0.3)
-    state = create_train_state(model, make_optimizer("adam", 1e-2), jax.random.PRNGKey(0),
-                               jnp.zeros((1, 8)))
+    tx = make_optimizer("adam", 1e-2)
+    dtype = os.environ.get("RESUME_CHILD_DTYPE")
+    if dtype:
+        model, tx = with_dtype(model, dtype_of(dtype)), with_state_dtype(tx, dtype_of(dtype))
+    state = create_train_state(model, tx, jax.random.PRNGKey(0), jnp.zeros((1, 8)))
     compiled = compile_step(make_train_step(LOSS, model))
     pause_at = int(os.environ.get("RESUME_CHILD_PAUSE_AT", "-1"))
     pause = float(os.environ.get("RESUME_CHILD_PAUSE", "3"))
@@ -69,8 +76,11 @@ def main(config, workdir: Path):
     loader = ArrayLoader(data(), config.batch_size, seed=1)
     state, history = fit(state, step, loader, workdir=workdir, num_steps=config.num_steps,
                          checkpoint_every=config.checkpoint_every, max_to_keep=2)
-    leaves = {f"leaf_{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(state))}
-    np.savez(workdir / "final.npz", losses=np.array([h["loss"] for h in history]), **leaves)
+    arrays = [np.asarray(x) for x in jax.tree.leaves(state)]
+    leaves = {f"leaf_{i}": a.view(np.uint16) if a.dtype == jnp.bfloat16 else a  # bit patterns
+              for i, a in enumerate(arrays)}  # (npz has no bfloat16)
+    np.savez(workdir / "final.npz", losses=np.array([h["loss"] for h in history]),
+             dtypes=np.array([a.dtype.name for a in arrays]), **leaves)
     print("done", flush=True)
 
 

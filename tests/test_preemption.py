@@ -140,6 +140,25 @@ def test_sigkill_at_a_random_step_then_resume_is_bitwise_exact(tmp_path, spawn, 
     assert f"Resuming from checkpoint step {max(saved)} " in resumed.text()
 
 
+def test_a_bfloat16_run_killed_with_sigkill_resumes_bitwise(tmp_path, spawn):
+    """bfloat16 compute and bfloat16 Adam moments: the checkpoint keeps their dtypes."""
+    ref = spawn(tmp_path / "ref", "ref", RESUME_CHILD_DTYPE="bfloat16")
+    assert ref.finish() == 0, ref._report("failed")
+    reference = dict(np.load(tmp_path / "ref" / "final.npz"))
+    assert "bfloat16" in reference["dtypes"].tolist()  # the moments
+    workdir = tmp_path / "run"
+    child = spawn(workdir, "killed", RESUME_CHILD_DTYPE="bfloat16", RESUME_CHILD_PAUSE_AT=11)
+    child.wait_for("step 11")
+    child.kill(signal.SIGKILL)
+    assert child.finish() == -signal.SIGKILL
+    child = spawn(workdir, "resume", RESUME_CHILD_DTYPE="bfloat16")
+    assert child.finish() == 0, child._report("failed to resume")
+    assert "Resuming from checkpoint step " in child.text()
+    got = dict(np.load(workdir / "final.npz"))
+    for key, want in reference.items():
+        assert got[key].dtype == want.dtype and np.array_equal(got[key], want), key
+
+
 def test_sigkill_in_the_middle_of_an_async_save_then_resume(tmp_path, spawn, reference):
     workdir = tmp_path / "run"
     child = spawn(workdir, "killed", RESUME_CHILD_HOLD_SAVE=9)
