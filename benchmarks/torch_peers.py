@@ -198,12 +198,15 @@ class GPTPeer(nn.Module):
             x = block(x, None if caches is None else caches[i], pos)
         return self.lm_head(tr.ln_f(x))
 
-    def new_cache(self, batch: int):
+    def new_cache(self, batch: int, dtype=None):
         shape = (batch, self.num_heads, self.block_size, self.dim // self.num_heads)
-        return [(torch.zeros(shape), torch.zeros(shape)) for _ in range(self.num_layers)]
+        w = self.lm_head.weight  # on the model's device, in its dtype unless told
+        z = lambda: torch.zeros(shape, device=w.device, dtype=dtype or w.dtype)  # noqa: E731
+        return [(z(), z()) for _ in range(self.num_layers)]
 
     @torch.no_grad()
-    def generate(self, idx, num_tokens: int, temperature: float = 1.0, cached: bool = True):
+    def generate(self, idx, num_tokens: int, temperature: float = 1.0, cached: bool = True,
+                 cache_dtype=None):
         """Sample `num_tokens` ids after `idx` (batch, time).
 
         cached=False is nanoGPT's `generate`: the context is cropped to the block size and
@@ -219,14 +222,14 @@ class GPTPeer(nn.Module):
                 out = torch.cat([out, nxt], 1)
             return out[:, idx.shape[1]:]
         ctx = idx[:, -self.block_size:]
-        caches = self.new_cache(idx.shape[0])
+        caches = self.new_cache(idx.shape[0], cache_dtype)
         logits, pos = self(ctx, caches, 0)[:, -1], ctx.shape[1]
         for _ in range(num_tokens):
             nxt = torch.multinomial(F.softmax(logits / temperature, dim=-1), 1)
             out = torch.cat([out, nxt], 1)
             if pos == self.block_size:  # full: refill from the newest half
                 pos = self.block_size // 2
-                caches = self.new_cache(idx.shape[0])
+                caches = self.new_cache(idx.shape[0], cache_dtype)
                 logits = self(out[:, -pos:], caches, 0)[:, -1]
             else:
                 logits = self(nxt, caches, pos)[:, -1]
@@ -236,12 +239,14 @@ class GPTPeer(nn.Module):
 
 def make_gpt_trainer(model: GPTPeer, *, lr: float = 1e-3, min_lr: float = 1e-4,
                      warmup: int = 100, total: int = 2000, weight_decay: float = 0.1,
-                     betas=(0.9, 0.99), grad_clip: float = 1.0):
+                     betas=(0.9, 0.99), grad_clip: float = 1.0, fused: bool = False,
+                     autocast: torch.dtype | None = None):
     """nanoGPT's training step: AdamW (decay on >= 2-d params), warmup + cosine, clipping."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW(groups, lr=lr, betas=betas)
+    optimizer = torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused or None)
+    device = next(model.parameters()).device.type
     it = 0
 
     def get_lr(i: int) -> float:
@@ -254,8 +259,9 @@ def make_gpt_trainer(model: GPTPeer, *, lr: float = 1e-3, min_lr: float = 1e-4,
         nonlocal it
         for g in optimizer.param_groups:
             g["lr"] = get_lr(it)
-        logits = model(x)
-        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1))
+        with torch.autocast(device, dtype=autocast, enabled=autocast is not None):
+            logits = model(x)
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -270,3 +276,134 @@ def seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+# --------------------------------------------------------------------------- the UNet
+class _ResBlockPeer(nn.Module):
+    def __init__(self, c_in: int, c_out: int, temb: int, groups: int):
+        super().__init__()
+        self.norm1, self.conv1 = nn.GroupNorm(groups, c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.time = nn.Linear(temb, c_out)
+        self.norm2, self.conv2 = nn.GroupNorm(groups, c_out), nn.Conv2d(c_out, c_out, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x, temb):
+        h = self.conv1(F.silu(self.norm1(x))) + self.time(F.silu(temb))[:, :, None, None]
+        h = self.conv2(F.silu(self.norm2(h)))
+        return self.skip(x) + h
+
+
+class _AttentionPeer(nn.Module):
+    """Residual attention over H*W: self (GroupNorm) or cross to the text (LayerNorm)."""
+
+    def __init__(self, c: int, heads: int, groups: int, context_dim: int | None):
+        super().__init__()
+        self.heads, self.cross = heads, context_dim is not None
+        self.norm = nn.LayerNorm(c) if self.cross else nn.GroupNorm(groups, c)
+        kv = context_dim or c
+        self.q, self.k, self.v = nn.Linear(c, c), nn.Linear(kv, c), nn.Linear(kv, c)
+        self.out = nn.Linear(c, c)
+        nn.init.zeros_(self.out.weight)
+
+    def forward(self, x, context=None):
+        b, c, h, w = x.shape
+        if self.cross:
+            y = self.norm(x.flatten(2).transpose(1, 2))
+            kv = context
+        else:
+            y = self.norm(x).flatten(2).transpose(1, 2)
+            kv = y
+        split = lambda z: z.view(b, -1, self.heads, c // self.heads).transpose(1, 2)  # noqa: E731
+        o = F.scaled_dot_product_attention(split(self.q(y)), split(self.k(kv)), split(self.v(kv)))
+        o = self.out(o.transpose(1, 2).reshape(b, h * w, c))
+        return x + o.transpose(1, 2).view(b, c, h, w)
+
+
+class UNetPeer(nn.Module):
+    """jaxdl.nn.UNet's architecture in PyTorch (NCHW): the same levels, residual blocks,
+    self- and cross-attention placement and widths, so the same parameter count; the text
+    context (B, L, context_dim) is an input (jaxdl's text encoder is not part of it)."""
+
+    def __init__(self, channels=(16, 32, 64), num_res_blocks=1, attention_levels=(2,),
+                 cross_attention_levels=(1, 2), heads=4, groups=8, in_channels=1,
+                 context_dim=64, num_timesteps=1000):
+        super().__init__()
+        ch0, temb = channels[0], 4 * channels[0]
+        self.channels, self.num_res_blocks = channels, num_res_blocks
+        pe = torch.zeros(num_timesteps, ch0)
+        pos = torch.arange(num_timesteps, dtype=torch.float64)[:, None]
+        rates = 1.0 / (10000.0 ** (torch.arange(0, ch0, 2, dtype=torch.float64) / ch0))
+        pe[:, 0::2], pe[:, 1::2] = torch.sin(pos * rates), torch.cos(pos * rates)
+        self.register_buffer("time_table", pe.float())
+        self.time_mlp1, self.time_mlp2 = nn.Linear(ch0, temb), nn.Linear(temb, temb)
+        self.pooled_proj = nn.Linear(context_dim, temb)
+        self.conv_in = nn.Conv2d(in_channels, ch0, 3, padding=1)
+
+        def attn(c, level):
+            mods = []
+            if level in attention_levels:
+                mods.append(_AttentionPeer(c, heads, groups, None))
+            if level in cross_attention_levels:
+                mods.append(_AttentionPeer(c, heads, groups, context_dim))
+            return nn.ModuleList(mods)
+
+        self.down, skips, c_prev = nn.ModuleList(), [ch0], ch0
+        for i, c in enumerate(channels):
+            level = nn.ModuleList()
+            for _ in range(num_res_blocks):
+                level.append(nn.ModuleList([_ResBlockPeer(c_prev, c, temb, groups), attn(c, i)]))
+                c_prev = c
+                skips.append(c)
+            pool = nn.Conv2d(c, c, 3, stride=2, padding=1) if i != len(channels) - 1 else None
+            if pool is not None:
+                skips.append(c)
+            self.down.append(nn.ModuleList([level, pool or nn.Identity()]))
+        c = channels[-1]
+        self.mid1, self.mid2 = _ResBlockPeer(c, c, temb, groups), _ResBlockPeer(c, c, temb, groups)
+        self.mid_attn = _AttentionPeer(c, heads, groups, None)
+        self.mid_cross = _AttentionPeer(c, heads, groups, context_dim)
+        self.up = nn.ModuleList()
+        for i in reversed(range(len(channels))):
+            c = channels[i]
+            level = nn.ModuleList()
+            for _ in range(num_res_blocks + 1):
+                level.append(nn.ModuleList([_ResBlockPeer(c_prev + skips.pop(), c, temb, groups),
+                                            attn(c, i)]))
+                c_prev = c
+            upsample = nn.Conv2d(c, channels[i - 1], 3, padding=1) if i != 0 else None
+            if upsample is not None:
+                c_prev = channels[i - 1]
+            self.up.append(nn.ModuleList([level, upsample or nn.Identity()]))
+        self.norm_out = nn.GroupNorm(groups, ch0)
+        self.conv_out = nn.Conv2d(ch0, in_channels, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+
+    def forward(self, x, t, context):
+        temb = self.time_mlp2(F.silu(self.time_mlp1(self.time_table[t])))
+        temb = temb + self.pooled_proj(context[:, 0])
+
+        def run(blocks, h):
+            res, attns = blocks
+            h = res(h, temb)
+            for a in attns:
+                h = a(h, context if a.cross else None)
+            return h
+
+        h = self.conv_in(x)
+        skips = [h]
+        for level, pool in self.down:
+            for blocks in level:
+                h = run(blocks, h)
+                skips.append(h)
+            if not isinstance(pool, nn.Identity):
+                h = pool(h)
+                skips.append(h)
+        h = self.mid_cross(self.mid_attn(self.mid1(h, temb)), context)
+        h = self.mid2(h, temb)
+        for level, upsample in self.up:
+            for blocks in level:
+                h = run(blocks, torch.cat([h, skips.pop()], 1))
+            if not isinstance(upsample, nn.Identity):
+                h = upsample(F.interpolate(h, scale_factor=2, mode="nearest"))
+        return self.conv_out(F.silu(self.norm_out(h)))
