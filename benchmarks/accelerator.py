@@ -111,7 +111,7 @@ def jax_lm(quick: bool) -> dict:
             "attention": "jax.nn.dot_product_attention (auto: cudnn on GPU in bf16)"}
 
 
-def jax_cnn(quick: bool) -> dict:
+def jax_cnn(quick: bool, batch_size: int | None = None, steps: int | None = None) -> dict:
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -121,7 +121,7 @@ def jax_cnn(quick: bool) -> dict:
     from jaxdl.train import make_train_step
     from jaxdl.train.compile import compile_eval, compile_step
 
-    batch_size, out = (8 if quick else 256), {}
+    batch_size, out = batch_size or (8 if quick else 256), {}
     rng = np.random.default_rng(0)
     batch = {"image": jax.device_put(rng.standard_normal((batch_size, 48, 48, 3), np.float32)),
              "label": jax.device_put(rng.integers(0, 10, batch_size).astype(np.int32))}
@@ -142,7 +142,7 @@ def jax_cnn(quick: bool) -> dict:
         for _ in range(2):
             one()
             infer(holder["state"].params, batch["image"]).block_until_ready()
-        n = 3 if quick else 30
+        n = steps or (3 if quick else 30)
         train_s = timed(one, n, jax.block_until_ready)
         infer_s = timed(lambda h=holder, f=infer: f(h["state"].params, batch["image"]), n,
                         jax.block_until_ready)
@@ -265,11 +265,11 @@ def torch_lm(quick: bool) -> dict:
             "peer": f"nanoGPT GPT, bf16 autocast, SDPA, fused AdamW, {mode}"}
 
 
-def torch_cnn(quick: bool) -> dict:
+def torch_cnn(quick: bool, batch_size: int | None = None, steps: int | None = None) -> dict:
     torch, device = _torch()
     from benchmarks.torch_peers import MyNetPeer
 
-    batch_size, out = (8 if quick else 256), {}
+    batch_size, out = batch_size or (8 if quick else 256), {}
     x = torch.randn(batch_size, 3, 48, 48, device=device).contiguous(
         memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch_size,), device=device)
@@ -295,7 +295,7 @@ def torch_cnn(quick: bool) -> dict:
         model.train()
         for _ in range(2):
             train()
-        n = 3 if quick else 30
+        n = steps or (3 if quick else 30)
         sync = lambda t: t.cpu()  # noqa: E731
         train_s = timed(train, n, sync)
         model.eval()

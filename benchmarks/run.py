@@ -2,7 +2,7 @@
 
     python -m benchmarks.run              # the full set (`make bench`), ~10-15 min on 2 cores
     python -m benchmarks.run --quick      # a short smoke run
-    python -m benchmarks.run --only lm    # one group: cnn | lm
+    python -m benchmarks.run --only lm    # one group: cnn | lm | precision
 
 jaxdl and its PyTorch peer run in separate processes, interleaved (A B A B) after
 warm-up; a figure is the median over repetitions and a ratio the median of the
@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import bench_cnn, bench_lm
+from benchmarks import bench_cnn, bench_lm, bench_precision
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
@@ -58,9 +58,24 @@ def _fmt(x, digits: int = 1) -> str:
     return str(x)
 
 
-def table(cnn: dict | None, lm: dict | None) -> list[tuple[str, str, str, str]]:
+def table(cnn: dict | None, lm: dict | None, precision: dict | None = None
+          ) -> list[tuple[str, str, str, str]]:
     """Rows of (figure, jaxdl, peer, jaxdl/peer)."""
     rows = []
+    if precision:
+        j, t = precision["jaxdl"], precision["torch"]
+        rows.append(("bf16 matmul peak, 2048^3 (GFLOP/s)", _fmt(j["matmul_gflops"]["bfloat16"]),
+                     _fmt(t["matmul_gflops"]["bfloat16"]),
+                     _fmt(j["matmul_gflops"]["bfloat16"] / t["matmul_gflops"]["bfloat16"], 2)))
+        for what in ("train", "infer"):
+            jj, tt = j["cnn"]["bfloat16"][f"{what}_img_per_s"], t["cnn"]["bfloat16"][
+                f"{what}_img_per_s"]
+            rows.append((f"CNN {what}, batch 64, bf16 (img/s)", _fmt(jj), _fmt(tt),
+                         _fmt(jj / tt, 2)))
+        for key, label in (("matmul", "matmul"), ("train", "CNN train b64"),
+                           ("infer", "CNN inference b64")):
+            rows.append((f"{label}: bf16 / f32 speed, each side its own", _fmt(
+                j["bf16_over_f32"][key], 2), _fmt(t["bf16_over_f32"][key], 2), "-"))
     if cnn:
         for key, label in (("train_b64", "CNN train step, batch 64 (img/s)"),
                            ("train_b64_dp", "CNN train step, batch 64, jaxdl data-parallel "
@@ -132,7 +147,7 @@ def headline(cnn: dict | None, lm: dict | None) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="jaxdl vs PyTorch benchmarks (see benchmarks/)")
     p.add_argument("--quick", action="store_true", help="a short smoke run (~2-3 min)")
-    p.add_argument("--only", choices=("cnn", "lm"), help="run one group only")
+    p.add_argument("--only", choices=("cnn", "lm", "precision"), help="run one group only")
     p.add_argument("--out", type=Path, default=RESULTS, help=f"results file ({RESULTS.name})")
     p.add_argument("--omp-passive", action="store_true",
                    help="OMP_WAIT_POLICY=PASSIVE for the peer: on a loaded machine PyTorch's "
@@ -147,18 +162,20 @@ def main(argv=None) -> int:
           f"{info['loadavg_start'][0]:.1f}; jax {info['jax']}, torch {info['torch']}; "
           f"worker logs: {log_path}", flush=True)
     say = lambda s: print(s, flush=True)  # noqa: E731
-    cnn = lm = None
+    cnn = lm = precision = None
     with open(log_path, "w") as log:
         if args.only in (None, "cnn"):
             cnn = bench_cnn.run(args.quick, say=say, log=log)
         if args.only in (None, "lm"):
             lm = bench_lm.run(args.quick, say=say, log=log)
-    rows = table(cnn, lm)
+        if args.only in (None, "precision"):
+            precision = bench_precision.run(args.quick, say=say, log=log)
+    rows = table(cnn, lm, precision)
     info["loadavg_end"] = os.getloadavg()
     results = {**headline(cnn, lm), "date": datetime.date.today().isoformat(),
                "quick": args.quick, "omp_passive": args.omp_passive,
                "seconds": time.perf_counter() - t0, "machine": info,
-               "cnn": cnn, "lm": lm, "table": rows}
+               "cnn": cnn, "lm": lm, "precision": precision, "table": rows}
     args.out.write_text(json.dumps(results, indent=1, default=str) + "\n")
     print()
     print(render(rows))
