@@ -30,7 +30,8 @@ def measure(layers: int, dim: int, seq: int, batch: int) -> list[dict]:
     for k, remat, dtype, state_dtype in ROWS:
         config = recipe.get_config()
         config.update(num_layers=layers, dim=dim, num_heads=max(dim // 32, 1), seq_len=seq,
-                      batch_size=batch, remat=remat, dtype=dtype, grad_accum_steps=k)
+                      batch_size=batch, remat=remat, dtype=dtype, grad_accum_steps=k,
+                      opt_state_dtype=state_dtype)
         data = recipe.load_data(config)
         task = recipe.build(config, data)
         state = task.abstract_state(0)
