@@ -567,3 +567,10 @@ def test_quiet_stderr_drops_only_the_closed_loop_tracebacks():
     q.write("Traceback (most recent call last):\n  File d\nValueError: real\n")
     assert out.getvalue() == ("Epoch 1:  50%\rerror: one line\n"
                               "Traceback (most recent call last):\n  File d\nValueError: real\n")
+    # The command's own error line, written while a noise traceback was half printed:
+    out = io.StringIO()
+    q = QuietStderr(out)
+    q.write("Traceback (most recent call last):\n  File a\n    self._check_closed()\n")
+    q.write("error: no space left on the device; step 30 is kept\n")
+    q.write("    raise RuntimeError('Event loop is closed')\nRuntimeError: Event loop is closed\n")
+    assert out.getvalue() == "error: no space left on the device; step 30 is kept\n"

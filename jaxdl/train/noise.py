@@ -13,6 +13,7 @@ Each drops only those messages; everything else passes through unchanged.
 import contextlib
 import errno
 import logging
+import re
 import sys
 
 
@@ -77,6 +78,10 @@ class QuietStderr:
 
     HEADER = "Traceback (most recent call last)"
     NOISE = "RuntimeError: Event loop is closed"
+    # A traceback's last line names the exception (`RuntimeError: ...`, `pkg.SomeError`);
+    # another unindented line inside one was written by another thread (the command's own
+    # `error: ...` line, say) and passes straight through.
+    EXCEPTION_LINE = re.compile(r"(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?::|$)")
 
     def write(self, text: str) -> int:
         if self.block is None and not text.startswith(self.HEADER):
@@ -96,6 +101,10 @@ class QuietStderr:
             if line.startswith(self.HEADER):
                 headers += 1
             elif line and not line[0].isspace():
+                if not self.EXCEPTION_LINE.match(line):  # interleaved: not the traceback's
+                    self.stream.write(line + "\n")
+                    self.block = "\n".join(lines[:i] + lines[i + 1:])
+                    return True
                 errors.append(line.strip())
                 if len(errors) == headers:
                     done, rest = "\n".join(lines[:i + 1]) + "\n", "\n".join(lines[i + 1:])
