@@ -29,3 +29,15 @@ def test_the_accelerator_benchmark_runs_at_quick_shapes_and_writes_its_figures(t
     assert gen["tokens_per_s"] > 0
     assert got["device"]["platform"] == "cpu" and "table" in got
     assert "| decoder LM GPT-2 small, bf16 train (tokens/s) |" in proc.stdout
+
+
+def test_jaxdl_trains_without_tensorflow_datasets(tmp_path):
+    """The GPU machine has no tensorflow-datasets: it is imported only for a `tfds:` source."""
+    code = ("import sys; sys.modules['tensorflow_datasets'] = None  # any import now fails\n"
+            "from jaxdl import cli\n"
+            f"cli.main(['train', '--config.recipe=mlp', '--config.epochs=1', '--workdir', "
+            f"{str(tmp_path / 'run')!r}])\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["recipe"] == "mlp"
