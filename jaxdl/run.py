@@ -21,7 +21,7 @@ import jax
 from jaxdl import recipes
 from jaxdl.config import load_config, parse_args, run_main, save_config, write_json
 from jaxdl.recipes.base import Context, count_params, steady_rate, steady_step_rate
-from jaxdl.train import flops, make_train_step, parallel
+from jaxdl.train import flops, make_train_step, parallel, sharding
 from jaxdl.train.checkpoint import restore_from_workdir
 from jaxdl.train.lock import WorkdirLock
 from jaxdl.train.loop import fit
@@ -48,9 +48,13 @@ def _train(config, workdir, recipe, mesh, data, main) -> dict:
     n_params = count_params(state.params)
     if main:
         print(f"{type(task.model).__name__}: {n_params:,} parameters.")
+    shardings = None  # replicated: data parallelism
+    if mesh is not None and mesh.shape["fsdp"] * mesh.shape["tensor"] > 1:
+        shardings = task.state_shardings(mesh, sharding.rules_of(config))
     state, step, fit_kw = parallel.place_training(
         state, make_train_step(task.loss_fn, task.model, preprocess=task.preprocess,
-                               grad_accum_steps=config.get("grad_accum_steps", 1)), mesh)
+                               grad_accum_steps=config.get("grad_accum_steps", 1)), mesh,
+        shardings=shardings)
     loader = recipe.train_loader(config, data, **parallel.process_shard())
     ctx = Context(mesh=mesh, workdir=workdir, is_main=main)
     evaluators = recipe.evaluators(config, task, data, ctx)
@@ -81,6 +85,8 @@ def _train(config, workdir, recipe, mesh, data, main) -> dict:
                "train_seconds": train_seconds, "throughput": steady_rate(history),
                "throughput_unit": f"{recipe.throughput_unit}/s",
                "num_params": n_params, "step": final_step,
+               "mesh": {"data": 1, "fsdp": 1, "tensor": 1} if mesh is None else {
+                   k: int(v) for k, v in mesh.shape.items()}, **sharding.state_bytes(state),
                **step_cost(task, config, state, loader, history, mesh), **metrics, **extra}
     if main:
         write_json(workdir / "results.json", results)

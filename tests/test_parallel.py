@@ -329,7 +329,8 @@ def test_batch_size_must_divide_over_devices(tmp_path):
 
 def test_single_device_helpers_in_process():
     mesh = par.make_mesh(1)
-    assert mesh.axis_names == ("data",) and not par.needs_blocking(mesh)
+    assert mesh.axis_names == ("data", "fsdp", "tensor") and not par.needs_blocking(mesh)
+    assert dict(mesh.shape) == {"data": 1, "fsdp": 1, "tensor": 1}
     batch = par.shard_batch({"x": np.arange(6.0).reshape(3, 2)}, mesh)
     np.testing.assert_array_equal(batch["x"], np.arange(6.0).reshape(3, 2))
     assert par.process_shard() == {"process_index": 0, "process_count": 1}

@@ -1,5 +1,6 @@
 """Transformers: masks, positional encodings, the KV cache, parameter counts, seq2seq."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -192,7 +193,7 @@ def test_cross_attention_from_a_narrower_query_to_wider_keys_matches_the_einsum_
     attn = MultiHeadAttention(num_heads=2)
     q_in = jax.random.normal(jax.random.PRNGKey(0), (3, 4, 8))
     kv_in = jax.random.normal(jax.random.PRNGKey(1), (3, 5, 12))
-    params = attn.init(jax.random.PRNGKey(2), q_in, kv_in)["params"]
+    params = nn.unbox(attn.init(jax.random.PRNGKey(2), q_in, kv_in)["params"])  # plain arrays
     out = attn.apply({"params": params}, q_in, kv_in)
     assert out.shape == (3, 4, 8)
     proj = lambda x, p: jnp.einsum("btd,dhk->bthk", x, p["kernel"]) + p["bias"]  # noqa: E731

@@ -31,6 +31,7 @@ from jaxdl.errors import UserError
 from jaxdl.nn.attention import attend
 from jaxdl.nn.precision import layer_dtypes
 from jaxdl.nn.remat import remat_block
+from jaxdl.nn.sharding import logical
 
 NEG_INF = -1e9  # large finite negative: a fully masked row stays finite
 LN_EPS = 1e-5  # PyTorch's LayerNorm epsilon (flax's default is 1e-6)
@@ -76,8 +77,8 @@ class PositionalEncoding(nn.Module):
         if self.kind == "sinusoidal":
             table = jnp.asarray(sinusoidal_table(self.max_len, dim))
         elif self.kind == "learned":
-            table = self.param("table", nn.initializers.normal(0.02), (self.max_len, dim),
-                               self.param_dtype)
+            table = self.param("table", logical(nn.initializers.normal(0.02), "position",
+                                                "embed"), (self.max_len, dim), self.param_dtype)
         else:
             raise UserError(f"unknown positional encoding {self.kind!r}; use learned or sinusoidal")
         return x + jax.lax.dynamic_slice_in_dim(table, offset, length)[None].astype(x.dtype)
@@ -110,7 +111,9 @@ class MultiHeadAttention(nn.Module):
             raise UserError(f"model width {dim} is not divisible by {self.num_heads} heads")
         head = (self.num_heads, dim // self.num_heads)
         dense = lambda name, init=self.kernel_init: nn.DenseGeneral(  # noqa: E731
-            head, use_bias=self.use_bias, kernel_init=init, name=name, **layer_dtypes(self))
+            head, use_bias=self.use_bias, kernel_init=logical(init, "embed", "heads", "kv"),
+            bias_init=logical(nn.initializers.zeros, "heads", "kv"), name=name,
+            **layer_dtypes(self))
         # Projections on (tokens, dim) rows, as in MlpBlock: the same maths and parameters,
         # but XLA:CPU computes their weight gradients without transposing fusions.
         rows = lambda x: x.reshape(-1, x.shape[-1])  # noqa: E731
@@ -127,7 +130,9 @@ class MultiHeadAttention(nn.Module):
         else:
             out = attend(q, k, v, mask, causal=causal, implementation=self.attention_impl)
         return nn.DenseGeneral(dim, axis=(-2, -1), use_bias=self.use_bias,
-                               kernel_init=self.out_init or self.kernel_init, name="out",
+                               kernel_init=logical(self.out_init or self.kernel_init, "heads",
+                                                   "kv", "embed"),
+                               bias_init=logical(nn.initializers.zeros, "embed"), name="out",
                                **layer_dtypes(self))(out.reshape(-1, *head)).reshape(q_in.shape)
 
     def _explicit(self, q, k, v, mask, *, train: bool):
@@ -161,6 +166,13 @@ class MultiHeadAttention(nn.Module):
         return ck.value, cv.value, visible[None, None]
 
 
+def layer_norm(use_bias: bool, name: str, dtypes: dict) -> nn.LayerNorm:
+    """PyTorch's LayerNorm (eps 1e-5), its scale and bias named along `norm`."""
+    return nn.LayerNorm(LN_EPS, use_bias=use_bias, name=name,
+                        scale_init=logical(nn.initializers.ones, "norm"),
+                        bias_init=logical(nn.initializers.zeros, "norm"), **dtypes)
+
+
 class MlpBlock(nn.Module):
     hidden: int
     dropout: float = 0.0
@@ -176,11 +188,14 @@ class MlpBlock(nn.Module):
         # computes the weight gradients without a slow transposing fusion (the decoder LM's
         # CPU train step is about 1.4x faster; benchmarks/).
         y = x.reshape(-1, x.shape[-1])
-        y = nn.gelu(nn.Dense(self.hidden, use_bias=self.use_bias, kernel_init=self.kernel_init,
+        y = nn.gelu(nn.Dense(self.hidden, use_bias=self.use_bias,
+                             kernel_init=logical(self.kernel_init, "embed", "mlp"),
+                             bias_init=logical(nn.initializers.zeros, "mlp"),
                              name="fc", **layer_dtypes(self))(y),
                     approximate=False)  # exact, as torch's nn.GELU
         y = nn.Dense(x.shape[-1], use_bias=self.use_bias,
-                     kernel_init=self.out_init or self.kernel_init, name="proj",
+                     kernel_init=logical(self.out_init or self.kernel_init, "mlp", "embed"),
+                     bias_init=logical(nn.initializers.zeros, "embed"), name="proj",
                      **layer_dtypes(self))(y)
         return nn.Dropout(self.dropout)(y.reshape(x.shape), deterministic=not train)
 
@@ -209,8 +224,7 @@ class Block(nn.Module):
                   **dt)
         att = dict(attention_impl=self.attention_impl, **kw)
         drop = nn.Dropout(self.dropout)
-        ln = lambda name: nn.LayerNorm(LN_EPS, use_bias=self.use_bias, name=name,  # noqa: E731
-                                       **dt)
+        ln = lambda name: layer_norm(self.use_bias, name, dt)  # noqa: E731
         y = ln("ln_self")(x)
         y = MultiHeadAttention(self.num_heads, self.attention_dropout, name="self_attn", **att)(
             y, y, mask, train=train, decode=decode, causal=self.causal)
@@ -252,7 +266,8 @@ class _Stack(nn.Module):
 
     def _embed(self, tokens, offset=0, *, train: bool):
         self._check_tokens(tokens)
-        embed = nn.Embed(self.vocab_size, self.dim, embedding_init=nn.initializers.normal(0.02),
+        embed = nn.Embed(self.vocab_size, self.dim,
+                         embedding_init=logical(nn.initializers.normal(0.02), "vocab", "embed"),
                          name="embed", **layer_dtypes(self))
         x = PositionalEncoding(self.max_len, self.positional, self.param_dtype, name="pos")(
             embed(tokens), offset)
@@ -276,8 +291,7 @@ class _Stack(nn.Module):
                           out_init=out_init, causal=causal, attention_impl=self.attention_impl,
                           **layer_dtypes(self), name=f"block{i}")(
                 x, mask, kw.get("encoded"), kw.get("cross_mask"), train, decode)
-        return nn.LayerNorm(LN_EPS, use_bias=self.use_bias, name="ln_final",
-                            **layer_dtypes(self))(x)
+        return layer_norm(self.use_bias, "ln_final", layer_dtypes(self))(x)
 
 
 class Encoder(_Stack):
@@ -324,7 +338,9 @@ class DecoderLM(_Stack):
                          causal=True, encoded=encoded, cross_mask=cross_mask)
         if self.tie_embeddings:
             return embed.attend(x)
-        return nn.Dense(self.vocab_size, use_bias=False, name="head", **layer_dtypes(self))(x)
+        return nn.Dense(self.vocab_size, use_bias=False, name="head",
+                        kernel_init=logical(nn.initializers.lecun_normal(), "embed", "vocab"),
+                        **layer_dtypes(self))(x)
 
 
 class EncoderDecoder(nn.Module):

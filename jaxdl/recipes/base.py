@@ -17,10 +17,11 @@ from jaxdl.errors import UserError
 from jaxdl.nn import count_params  # noqa: F401  (re-exported: recipes.count_params)
 from jaxdl.nn.precision import dtype_of, with_dtype
 from jaxdl.recipes import schema
-from jaxdl.train import create_train_state, make_eval_step, parallel
+from jaxdl.train import create_train_state, make_eval_step, parallel, sharding
 from jaxdl.train.compile import compile_eval
 from jaxdl.train.optim import with_state_dtype
 from jaxdl.train.profile import parse_steps
+from jaxdl.train.state import param_logical_specs
 
 
 def base_config(recipe: str) -> ml_collections.ConfigDict:
@@ -36,6 +37,10 @@ def base_config(recipe: str) -> ml_collections.ConfigDict:
     c.dtype = "float32"  # compute dtype: float32 | bfloat16 (params stay float32)
     c.opt_state_dtype = "float32"  # optimizer moments: float32 | bfloat16
     c.profile_steps = ""  # "START:STOP": trace those steps into <workdir>/profile
+    # The mesh (jaxdl.train.sharding): batch over data x fsdp, large parameters and their
+    # moments split along fsdp, heads and MLP width along tensor; -1: the devices left.
+    c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
+    c.logical_axis_rules = ()  # ((logical name, mesh axis or None), ...); (): the default table
     return c
 
 
@@ -63,6 +68,12 @@ class Task:
     def abstract_state(self, seed: int = 0):
         """Shapes and dtypes only: the template a restore needs, nothing computed."""
         return jax.eval_shape(self._init, jax.random.PRNGKey(seed))
+
+    def state_shardings(self, mesh, rules=sharding.LOGICAL_AXIS_RULES):
+        """A `NamedSharding` per state leaf on `mesh` from the model's logical axis names
+        (`jaxdl.train.sharding`): FSDP along `fsdp`, tensor parallelism along `tensor`."""
+        return sharding.state_shardings(self.abstract_state(), param_logical_specs(
+            self.model, self.example), mesh, rules)
 
 
 @dataclasses.dataclass
@@ -130,6 +141,12 @@ class Recipe:
         """Every key's type and range (schema.RULES and `rules`), before any work."""
         schema.validate(config, {**schema.RULES, **self.rules})
         parse_steps(config.get("profile_steps", ""))
+        for axis, size in (config.get("mesh") or {}).items():
+            if axis not in parallel.MESH_AXES or isinstance(size, bool) or not isinstance(
+                    size, int) or not (size == -1 or size >= 1):
+                raise UserError(f"config key 'mesh.{axis}' is {size!r}; allowed: the axes "
+                                f"{', '.join(parallel.MESH_AXES)}, each an integer >= 1 or -1 "
+                                "(the devices left over), e.g. --config.mesh.fsdp=8")
         k = config.get("grad_accum_steps", 1)
         if config.get("batch_size", k) % k:
             raise UserError(f"config key 'grad_accum_steps' is {k}, which does not split "

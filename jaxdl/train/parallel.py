@@ -30,6 +30,7 @@ in the all-reduce (DESIGN, known traps): `needs_blocking(mesh)` says when to blo
 each step, and `fit_options(mesh)` passes it to `fit` as `block_every_step`.
 """
 
+import math
 import os
 from collections.abc import Callable
 
@@ -40,7 +41,9 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 from jaxdl.errors import UserError
 from jaxdl.train.step import make_eval_step, make_train_step
 
-DATA = "data"  # the mesh axis batches are split along
+DATA, FSDP, TENSOR = "data", "fsdp", "tensor"  # the mesh axes (jaxdl.train.sharding)
+MESH_AXES = (DATA, FSDP, TENSOR)
+BATCH_AXES = (DATA, FSDP)  # batches are split over both; the state shards along fsdp
 PMAP_AXIS = "batch"  # the axis name the pmap path reduces over
 
 # --------------------------------------------------------------------------- multi-host
@@ -104,11 +107,15 @@ def is_main_process() -> bool:
 # --------------------------------------------------------------------------- the mesh
 
 
-def make_mesh(num_devices: int | None = None) -> Mesh:
-    """A one-axis mesh `('data',)` over `num_devices` devices (None or 0: all of them).
+def make_mesh(num_devices: int | None = None, *, data: int = -1, fsdp: int = 1,
+              tensor: int = 1) -> Mesh:
+    """A mesh `('data', 'fsdp', 'tensor')` over `num_devices` devices (None or 0: all).
 
-    Devices keep `jax.make_mesh`'s topology-aware order within a process and are grouped
-    by process, so process p holds the p-th block of every global batch.
+    One axis size may be -1 (the devices left over; `data` by default), so
+    `make_mesh()` is today's data parallelism over every device. Devices keep
+    `jax.make_mesh`'s topology-aware order within a process and are grouped by process,
+    so process p holds the p-th block of every global batch, and `fsdp` x `tensor`
+    groups stay inside one host (fast interconnect) while `data` spans hosts.
     """
     devices = jax.devices()
     n = len(devices) if not num_devices else int(num_devices)
@@ -119,10 +126,36 @@ def make_mesh(num_devices: int | None = None) -> Mesh:
     if jax.process_count() > 1 and n != len(devices):
         raise UserError(f"with {jax.process_count()} processes the mesh must span all "
                         f"{len(devices)} devices, not {n}; set --config.devices=0")
+    shape = mesh_shape(n, data, fsdp, tensor)
+    inner = shape[1] * shape[2]
+    if jax.process_count() > 1 and jax.local_device_count() % inner:
+        raise UserError(f"fsdp x tensor = {inner} devices must fit inside one host's "
+                        f"{jax.local_device_count()}; put the rest on --config.mesh.data")
     ordered = jax.make_mesh((n,), (DATA,), axis_types=(AxisType.Auto,),
                             devices=devices[:n]).devices.flat
     ordered = sorted(ordered, key=lambda d: d.process_index)  # stable: keeps ring order
-    return Mesh(np.array(ordered), (DATA,), axis_types=(AxisType.Auto,))
+    return Mesh(np.array(ordered).reshape(shape), MESH_AXES,
+                axis_types=(AxisType.Auto,) * len(MESH_AXES))
+
+
+def mesh_shape(n: int, data: int = -1, fsdp: int = 1, tensor: int = 1) -> tuple:
+    """(data, fsdp, tensor) with one -1 filled from the `n` devices; a UserError naming
+    the mesh when it does not fit them."""
+    sizes = [int(data), int(fsdp), int(tensor)]
+    text = lambda: "x".join("?" if v == -1 else str(v) for v in sizes)  # noqa: E731
+    if sizes.count(-1) > 1 or any(v == 0 or v < -1 for v in sizes):
+        raise UserError(f"mesh {text()} (data x fsdp x tensor): give positive sizes, at most "
+                        "one -1 (the devices left over), e.g. --config.mesh.fsdp=8")
+    known = math.prod(v for v in sizes if v != -1)
+    if -1 in sizes:
+        if n % known:
+            raise UserError(f"mesh {text()} does not divide the {n} devices of this run; "
+                            f"choose sizes whose product divides {n}")
+        sizes[sizes.index(-1)] = n // known
+    if math.prod(sizes) != n:
+        raise UserError(f"mesh {text()} needs {math.prod(sizes)} devices, this run has {n}; "
+                        "set --config.mesh.* (or --config.devices) to match")
+    return tuple(sizes)
 
 
 def setup_mesh(devices: int = 0, *, distributed: bool = False) -> Mesh:
@@ -138,33 +171,52 @@ def setup_mesh(devices: int = 0, *, distributed: bool = False) -> Mesh:
 
 
 def mesh_from_config(config) -> Mesh | None:
-    """The mesh an experiment's `devices` / `distributed` keys ask for, or None for the
-    plain one-device path; the batch size is checked against it before anything compiles."""
-    if config.get("devices", 1) == 1 and not config.get("distributed", False):
+    """The mesh an experiment's `devices` / `distributed` / `mesh.*` keys ask for, or None
+    for the plain one-device path; the batch size is checked against it before anything
+    compiles. `mesh.fsdp` or `mesh.tensor` above 1 (with `devices` left at 1) takes every
+    device."""
+    m = config.get("mesh") or {}
+    axes = {"data": m.get("data", -1), "fsdp": m.get("fsdp", 1), "tensor": m.get("tensor", 1)}
+    sharded = axes != {"data": -1, "fsdp": 1, "tensor": 1}
+    devices = config.get("devices", 1)
+    if devices == 1 and not config.get("distributed", False) and not sharded:
         return None
-    mesh = setup_mesh(config.devices, distributed=config.distributed)
+    if config.get("distributed", False):
+        initialize_distributed()
+    mesh = make_mesh(None if devices in (0, 1) and (sharded or devices == 0) else devices,
+                     **axes)
     check_batch_size(config.batch_size, mesh)
     return mesh
 
 
 def place_training(state, train_step: Callable, mesh: Mesh | None, *,
-                   compiler_options: dict | str | None = "auto"):
-    """`(state, compiled step, fit keywords)`: one device (`mesh` None) or data-parallel
-    on the mesh, so every experiment takes either path with the same three lines."""
+                   compiler_options: dict | str | None = "auto", shardings=None):
+    """`(state, compiled step, fit keywords)`: one device (`mesh` None) or on the mesh, so
+    every experiment takes either path with the same three lines. `shardings` (a tree of
+    `NamedSharding` like the state, `jaxdl.train.sharding.state_shardings`) shards the
+    state; without it the state is replicated (data parallelism)."""
     if mesh is None:
         from jaxdl.train.compile import compile_step
 
         return state, compile_step(train_step, compiler_options=compiler_options), {}
-    step = compile_sharded_train_step(train_step, mesh, compiler_options=compiler_options)
-    return replicate_state(state, mesh), step, fit_options(mesh)
+    shardings = replicated(mesh) if shardings is None else shardings
+    step = compile_sharded_train_step(train_step, mesh, compiler_options=compiler_options,
+                                      state_sharding=shardings)
+    return jax.device_put(state, shardings), step, fit_options(mesh)
 
 
 def local_copy(tree):
-    """A replicated (mesh) pytree -> a plain copy on this process's first device.
+    """A (mesh) pytree -> a plain copy on this process's first device.
 
-    For what runs per process after training (evaluation, sampling, figures): every
-    process holds the whole replicated state, so this needs no communication.
+    For what runs per process after training (sampling, figures). A replicated or
+    single-process tree needs no communication; arrays sharded across processes (FSDP
+    over hosts) are gathered, so every process must call this together.
     """
+    if any(isinstance(x, jax.Array) and not x.is_fully_addressable
+           for x in jax.tree.leaves(tree)):
+        from jax.experimental import multihost_utils
+
+        tree = multihost_utils.process_allgather(tree, tiled=True)
     return jax.device_put(jax.device_get(tree), jax.local_devices()[0])
 
 
@@ -174,8 +226,9 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def data_sharding(mesh: Mesh) -> NamedSharding:
-    """Split along the leading (batch) axis over the `data` mesh axis."""
-    return NamedSharding(mesh, PartitionSpec(DATA))
+    """Split along the leading (batch) axis over the mesh's batch axes (data, fsdp)."""
+    axes = tuple(a for a in BATCH_AXES if a in mesh.axis_names)
+    return NamedSharding(mesh, PartitionSpec(axes if len(axes) > 1 else axes[0]))
 
 
 def needs_blocking(mesh: Mesh | None = None) -> bool:
@@ -188,12 +241,18 @@ def needs_blocking(mesh: Mesh | None = None) -> bool:
     return devices[0].platform == "cpu" and len(devices) > 1
 
 
+def batch_shards(mesh: Mesh) -> int:
+    """How many ways a batch splits: data x fsdp (the tensor axis shares each slice)."""
+    return math.prod(mesh.shape.get(a, 1) for a in BATCH_AXES)
+
+
 def check_batch_size(batch_size: int, mesh: Mesh, what: str = "batch_size") -> None:
-    """A global batch must split evenly over the mesh (and over processes)."""
-    n = mesh.devices.size
+    """A global batch must split evenly over the mesh's batch axes (and over processes)."""
+    n = batch_shards(mesh)
+    where = "devices" if n == mesh.devices.size else "batch shards of the mesh (data x fsdp)"
     if batch_size <= 0 or batch_size % n:
         raise UserError(f"{what.replace('_', ' ')} {batch_size} is not divisible by the {n} "
-                        f"devices; set --config.{what} to a multiple of {n} "
+                        f"{where}; set --config.{what} to a multiple of {n} "
                         f"(e.g. {_multiples(batch_size, n)})")
 
 
@@ -245,27 +304,32 @@ def fit_options(mesh: Mesh) -> dict:
 
 
 def compile_sharded_train_step(train_step: Callable, mesh: Mesh, *,
-                               compiler_options: dict | str | None = "auto") -> Callable:
+                               compiler_options: dict | str | None = "auto",
+                               state_sharding=None) -> Callable:
     """jit `train_step(state, batch) -> (state, metrics)` over the mesh.
 
-    State in and out replicated (its buffers donated), batch split along `data`, metrics
-    replicated (global sums). Build the step with `make_train_step` and no `axis_name`.
+    State in and out with `state_sharding` (default replicated; its buffers donated),
+    batch split along the batch axes, metrics replicated (global sums). Build the step
+    with `make_train_step` and no `axis_name`.
     """
     from jaxdl.train.compile import compile_step
 
     rep, data = replicated(mesh), data_sharding(mesh)
+    state_sharding = rep if state_sharding is None else state_sharding
     return compile_step(train_step, donate=True, compiler_options=compiler_options,
-                        in_shardings=(rep, data), out_shardings=(rep, rep))
+                        in_shardings=(state_sharding, data),
+                        out_shardings=(state_sharding, rep))
 
 
 def compile_sharded_eval_step(eval_step: Callable, mesh: Mesh, *,
                               compiler_options: dict | None = None) -> Callable:
-    """jit `eval_step(state, batch) -> metrics` over the mesh (nothing donated)."""
+    """jit `eval_step(state, batch) -> out` over the mesh (nothing donated): the state
+    as it lies (replicated or sharded), the batch split along the batch axes."""
     from jaxdl.train.compile import compile_step
 
-    rep, data = replicated(mesh), data_sharding(mesh)
     return compile_step(eval_step, donate=False, compiler_options=compiler_options,
-                        in_shardings=(rep, data), out_shardings=rep)
+                        in_shardings=(None, data_sharding(mesh)),
+                        out_shardings=replicated(mesh))
 
 
 # --------------------------------------------------------------------------- pmap

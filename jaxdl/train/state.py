@@ -48,16 +48,12 @@ def create_train_state(
     """Initialise params from one example batch: a dict holding `input_key`, an array, or a
     tuple of the model's positional inputs (e.g. `(src, tgt)` for an encoder-decoder).
 
-    Modules are initialised with `train=False` so no dropout rng is needed.
+    Modules are initialised with `train=False` so no dropout rng is needed. Parameters
+    declared with logical axis names (`nn.with_logical_partitioning`) are unboxed: the
+    state holds plain arrays, and `param_logical_specs` reads the names.
     """
-    if isinstance(example_batch, dict):
-        inputs = (example_batch[input_key],)
-    elif isinstance(example_batch, tuple):
-        inputs = example_batch
-    else:
-        inputs = (example_batch,)
     init_rng, state_rng = jax.random.split(rng)
-    variables = model.init({"params": init_rng}, *inputs, train=False)
+    variables = nn.unbox(_init(model, init_rng, example_batch, input_key))
     params = variables["params"]
     batch_stats = variables.get("batch_stats")
     return TrainState(
@@ -70,3 +66,21 @@ def create_train_state(
         tx=tx,
         ema_decay=float(ema_decay or 0.0),
     )
+
+
+def param_logical_specs(model: nn.Module, example_batch: Any, *, input_key: str = "image"):
+    """The params tree's logical axis names, one `PartitionSpec` of names per parameter
+    (`PartitionSpec()` where a model declared none); shapes only, nothing computed."""
+    boxed = jax.eval_shape(lambda: _init(model, jax.random.PRNGKey(0), example_batch,
+                                         input_key))
+    return nn.get_partition_spec(boxed["params"])
+
+
+def _init(model, rng, example_batch, input_key):
+    if isinstance(example_batch, dict):
+        inputs = (example_batch[input_key],)
+    elif isinstance(example_batch, tuple):
+        inputs = example_batch
+    else:
+        inputs = (example_batch,)
+    return model.init({"params": rng}, *inputs, train=False)
