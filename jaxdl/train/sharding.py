@@ -13,9 +13,10 @@ Models name their parameters' axes with `nn.with_logical_partitioning` (the Tran
 ones none of whose axes reach `fsdp`, are split along `fsdp` on their largest dimension
 that divides evenly (so FSDP works for every model: CNN kernels, RNN cells, UNet convs).
 Parameters under `MIN_SHARD_SIZE` elements stay whole on every device (all-gathering them
-costs more than they weigh). A dimension that does not divide its `fsdp` split is left
-whole; one that does not divide its `tensor` split is an error (`heads=4 cannot split
-over tensor=8`), since tensor parallelism is a choice about the model's structure.
+costs more than they weigh). A dimension that does not divide its split is left whole
+(a 65-character vocabulary over tensor=2; GPT-2 pads its vocabulary to 50304 for this),
+except `heads` and `mlp`, where tensor parallelism is the point: `heads=4 cannot split
+over tensor=8` is an error.
 
 Optimizer moments and EMA parameters take their parameter's sharding (matched by the
 parameter's path and shape); everything else in the state (step, rng, counts, BatchNorm
@@ -43,6 +44,7 @@ LOGICAL_AXIS_RULES = (
     ("position", None),
 )
 MIN_SHARD_SIZE = 4096  # elements: smaller parameters (biases, norm scales) are replicated
+STRUCTURAL = ("heads", "mlp")  # tensor parallelism must split these evenly, or refuse
 
 
 def rules_of(config) -> tuple:
@@ -91,14 +93,14 @@ def _mesh_spec(logical: PartitionSpec, shape: tuple, mesh: Mesh, rules) -> Parti
     for dim, entry in enumerate(axes):
         group = _as_tuple(entry)
         split = math.prod(mesh.shape[a] for a in group)
-        if TENSOR in group and shape[dim] % mesh.shape[TENSOR]:
+        if TENSOR in group and shape[dim] % mesh.shape[TENSOR] and names[dim] in STRUCTURAL:
             raise UserError(f"{names[dim]}={shape[dim]} cannot split over "
                             f"tensor={mesh.shape[TENSOR]}; choose --config.mesh.tensor "
                             f"dividing {shape[dim]} (or a model whose {names[dim]} it divides)")
         if FSDP in group and (shape[dim] % split or size < MIN_SHARD_SIZE):
             group = tuple(a for a in group if a != FSDP)
-            if shape[dim] % math.prod(mesh.shape[a] for a in group):
-                group = ()
+        if shape[dim] % math.prod(mesh.shape[a] for a in group):
+            group = ()  # e.g. a 65-character vocabulary over tensor=2: left whole
         axes[dim] = _entry(group)
     fsdp = mesh.shape.get(FSDP, 1)
     if fsdp > 1 and size >= MIN_SHARD_SIZE and not any(FSDP in _as_tuple(e) for e in axes):

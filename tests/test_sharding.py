@@ -1,0 +1,102 @@
+"""FSDP and tensor parallelism: the same training on any mesh, the state split as asked,
+checkpoints that move between meshes, and one-line errors for meshes that cannot work."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec as P
+
+from jaxdl.errors import UserError
+from jaxdl.train import parallel, sharding
+
+HERE = Path(__file__).resolve().parent
+RECIPES = ("decoder_lm", "image_classifier", "text2img")
+MESHES = ("data8", "fsdp8", "data2_fsdp4", "data2_fsdp2_tensor2")
+TOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sharding")
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+           "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, str(HERE / "sharding_child.py"), str(out)], env=env,
+                          capture_output=True, text=True, timeout=900, cwd=HERE.parent)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("REPORT "))
+    return json.loads(line[len("REPORT "):])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mesh", MESHES)
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_every_mesh_trains_as_one_device_does(report, recipe, mesh):
+    one, got = report[f"{recipe}/one"], report[f"{recipe}/{mesh}"]
+    np.testing.assert_allclose(got["losses"], one["losses"], rtol=TOL, atol=TOL)
+    assert got["max_param_diff"] < TOL
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_fsdp8_splits_every_large_leaf_eight_ways(report, recipe):
+    got = report[f"{recipe}/fsdp8"]
+    assert got["unsplit"] == []  # every parameter and moment over 4096 elements
+    bound = got["state_bytes_total"] / 8 + got["unsharded_bytes"]
+    assert got["state_bytes_per_device"] <= bound, got
+
+
+@pytest.mark.slow
+def test_a_checkpoint_restores_bitwise_on_other_meshes_and_back(report):
+    assert report["restore"] == {"data8": True, "data2_fsdp2_tensor2": True,
+                                 "one_device": True, "one_device_to_fsdp8": True}
+
+
+@pytest.mark.slow
+def test_the_runner_reports_the_mesh_and_the_bytes_per_device(report):
+    r = report["runner"]
+    assert r["mesh"] == {"data": 1, "fsdp": 8, "tensor": 1} and r["num_devices"] == 8
+    assert r["state_bytes_per_device"] < r["state_bytes_total"] / 6
+    assert np.isfinite(r["val_loss"])
+
+
+@pytest.mark.parametrize("sizes, n, message", [
+    ((3, 3, 1), 8, "mesh 3x3x1 needs 9 devices, this run has 8"),
+    ((-1, 3, 1), 8, "mesh ?x3x1 does not divide the 8 devices"),
+    ((-1, -1, 1), 8, "at most one -1"),
+    ((0, 8, 1), 8, "give positive sizes"),
+])
+def test_a_mesh_that_does_not_fit_the_devices_is_one_line(sizes, n, message):
+    with pytest.raises(UserError, match=message.replace("?", r"\?")):
+        parallel.mesh_shape(n, *sizes)
+    assert parallel.mesh_shape(8, -1, 4, 1) == (2, 4, 1)
+
+
+class _Mesh:  # what the rules read of a mesh: its axis sizes
+    def __init__(self, **shape):
+        self.shape = {"data": 1, "fsdp": 1, "tensor": 1, **shape}
+
+
+def _spec(names, shape, **mesh):
+    specs = {"w": P(*names)}
+    return sharding.param_sharding_specs(specs, {"w": jax.ShapeDtypeStruct(shape, "float32")},
+                                         _Mesh(**mesh))["w"]
+
+
+def test_the_rules_split_as_the_table_says():
+    assert _spec(("embed", "mlp"), (768, 3072), fsdp=8, tensor=2) == P("fsdp", "tensor")
+    assert _spec(("embed", "heads", "kv"), (768, 12, 64), fsdp=4, tensor=4) == P(
+        "fsdp", "tensor", None)
+    assert _spec(("vocab", "embed"), (65, 128), fsdp=8, tensor=2) == P(None, "fsdp")  # 65
+    assert _spec(("norm",), (768,), fsdp=8) == P(None)  # small: replicated
+    assert _spec((), (18432, 512), fsdp=8) == P("fsdp", None)  # no names: largest dim
+
+
+def test_heads_that_do_not_divide_the_tensor_axis_are_one_line():
+    with pytest.raises(UserError, match="heads=4 cannot split over tensor=8"):
+        _spec(("embed", "heads", "kv"), (128, 4, 32), tensor=8)
