@@ -59,6 +59,12 @@ def info(workdir: Path) -> None:
 
         r = run.load(workdir, restore=False)
         print(f"parameters: {count_params(r.task.abstract_state(config.seed).params):,}")
+    if "mesh" in results:
+        mesh = results["mesh"]
+        print(f"mesh: {' x '.join(f'{k} {v}' for k, v in mesh.items())}; state "
+              f"{results['state_bytes_total'] / 1e6:,.1f} MB in all, "
+              f"{results['state_bytes_per_device'] / 1e6:,.1f} MB on the fullest device "
+              "(parameters and optimizer state)")
     if results:
         print("results:")
         for key, value in results.items():

@@ -44,13 +44,13 @@ def train(config, workdir) -> dict:
 
 def _train(config, workdir, recipe, mesh, data, main) -> dict:
     task = recipe.build(config, data)
-    state = task.init_state(config.seed)
-    n_params = count_params(state.params)
-    if main:
-        print(f"{type(task.model).__name__}: {n_params:,} parameters.")
     shardings = None  # replicated: data parallelism
     if mesh is not None and mesh.shape["fsdp"] * mesh.shape["tensor"] > 1:
         shardings = task.state_shardings(mesh, sharding.rules_of(config))
+    state = task.init_state(config.seed, shardings)
+    n_params = count_params(state.params)
+    if main:
+        print(f"{type(task.model).__name__}: {n_params:,} parameters.")
     state, step, fit_kw = parallel.place_training(
         state, make_train_step(task.loss_fn, task.model, preprocess=task.preprocess,
                                grad_accum_steps=config.get("grad_accum_steps", 1)), mesh,

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.xdist_group("recipes_parallel")  # one worker: module fixtures run once
+
 HERE = Path(__file__).resolve().parent
 FAMILIES = ("mlp", "image_classifier", "rnn_lm", "decoder_lm", "seq2seq", "text2img")
 TOL = 1e-5

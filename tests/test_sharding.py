@@ -15,6 +15,8 @@ from jax.sharding import PartitionSpec as P
 from jaxdl.errors import UserError
 from jaxdl.train import parallel, sharding
 
+pytestmark = pytest.mark.xdist_group("sharding")  # one worker: module fixtures run once
+
 HERE = Path(__file__).resolve().parent
 RECIPES = ("decoder_lm", "image_classifier", "text2img")
 MESHES = ("data8", "fsdp8", "data2_fsdp4", "data2_fsdp2_tensor2")

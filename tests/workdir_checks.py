@@ -11,7 +11,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from jaxdl import cli
 
 COMMON_KEYS = ("recipe", "device_kind", "num_devices", "train_seconds", "throughput",
-               "num_params")
+               "num_params", "flops_per_step", "model_flops_per_step", "mfu", "mesh",
+               "state_bytes_total", "state_bytes_per_device")
 
 
 def assert_close(a, b, path="", tol=1e-6):
@@ -42,6 +43,8 @@ def check_info_and_eval(workdir: Path, capsys, recipe: str) -> dict:
     out = capsys.readouterr().out
     assert f"recipe: {recipe}" in out and f"latest step: {results['step']}" in out
     assert f"parameters: {results['num_params']:,}" in out
+    assert "mesh: data 1 x fsdp 1 x tensor 1; state " in out  # one device
+    assert results["flops_per_step"] > 0 and results["model_flops_per_step"] > 0
     assert cli.main(["eval", "--workdir", str(workdir)]) == 0
     assert "eval.json" in capsys.readouterr().out
     evaluated = json.loads((workdir / "eval.json").read_text())

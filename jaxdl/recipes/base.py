@@ -61,8 +61,12 @@ class Task:
         return create_train_state(self.model, self.tx, rng, self.example,
                                   ema_decay=self.ema_decay)
 
-    def init_state(self, seed: int):
+    def init_state(self, seed: int, shardings=None):
+        """The initial state; with `shardings` (`state_shardings`) it is created in one
+        compiled call directly in its shards, never whole on one device (FSDP)."""
         rng = jax.random.PRNGKey(seed)
+        if shardings is not None:
+            return jax.jit(self._init, out_shardings=shardings)(rng)
         return jax.jit(self._init)(rng) if self.jit_init else self._init(rng)
 
     def abstract_state(self, seed: int = 0):
