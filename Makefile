@@ -21,7 +21,7 @@ train: $(STAMP)
 
 ## The whole suite (two workers; slow multi-process tests included).
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -q $(ARGS)
+	$(BIN)/python -m pytest -n 2 -q $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check jaxdl experiments tests benchmarks

@@ -15,6 +15,11 @@ GPT-2 settings (lr 6e-4 with warmup, cosine to 6e-5, beta2 0.95, weight decay 0.
 1.0). `mesh.data=1, mesh.fsdp=-1`: the parameters and Adam's moments split over every
 device of the host (add hosts along `data`); `dtype=bfloat16` matmuls on float32 master
 weights; batch 32 sequences per step (give 4 to each of 8 chips; raise with the slice).
+
+Result: not yet trained on an accelerator (none lent so far). On CPU,
+`python -m benchmarks.bench_sharding` compiles and runs its step under each 8-device mesh
+(README, Sharding); the single-device command is
+`python -m jaxdl.run --config=configs/gpt2_small.py --workdir runs/gpt2_small`.
 """
 
 from jaxdl import recipes

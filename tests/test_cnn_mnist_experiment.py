@@ -15,8 +15,6 @@ from jaxdl.config import apply_overrides
 from jaxdl.data import sources
 from tests.workdir_checks import check_event_files, check_info_and_eval
 
-pytestmark = pytest.mark.xdist_group("cnn_mnist_experiment")  # one worker: module fixtures run once
-
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):

@@ -17,8 +17,6 @@ from jaxdl.errors import UserError
 from jaxdl.recipes import text2img
 from tests.workdir_checks import check_event_files, check_info_and_eval
 
-pytestmark = pytest.mark.xdist_group("diffusion_experiment")  # one worker: module fixtures run once
-
 
 def test_prompt_templates_split_and_fit():
     for name in ("fashion", "digits"):

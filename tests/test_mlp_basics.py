@@ -7,8 +7,6 @@ import pytest
 from experiments import mlp_basics
 from tests.workdir_checks import check_info_and_eval
 
-pytestmark = pytest.mark.xdist_group("mlp_basics")  # one worker: module fixtures run once
-
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):

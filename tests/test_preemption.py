@@ -30,8 +30,6 @@ from jaxdl.train import create_train_state, make_optimizer, make_train_step
 from jaxdl.train.checkpoint import Checkpointer, restore_from_workdir
 from jaxdl.train.loop import NonFiniteLoss, compile_step, fit
 
-pytestmark = pytest.mark.xdist_group("preemption")  # one worker: module fixtures run once
-
 CHILD = Path(__file__).with_name("resume_child.py")
 STEPS = 24  # 3 epochs of 7 batches and 3 steps into the 4th
 TIMEOUT = 60  # seconds any one child may take

@@ -12,16 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.xdist_group("recipes_parallel")  # one worker: module fixtures run once
-
 HERE = Path(__file__).resolve().parent
 FAMILIES = ("mlp", "image_classifier", "rnn_lm", "decoder_lm", "seq2seq", "text2img")
 TOL = 1e-5
 
 
-@pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    out = tmp_path_factory.mktemp("parallel")
+def _report(out: Path) -> dict:
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
            "JAX_PLATFORMS": "cpu"}
     proc = subprocess.run([sys.executable, str(HERE / "recipes_parallel_child.py"), str(out)],
@@ -33,12 +29,15 @@ def report(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", FAMILIES)
-def test_four_devices_give_one_devices_losses_and_metrics(report, family):
-    one, four = report[f"{family}/1"], report[f"{family}/4"]
-    assert one["num_devices"] == 1 and four["num_devices"] == 4
-    assert len(one["losses"]) >= 4 and len(one["losses"]) == len(four["losses"])
-    np.testing.assert_allclose(four["losses"], one["losses"], rtol=TOL, atol=TOL)
-    assert one["eval"] and set(one["eval"]) == set(four["eval"])
-    for key, value in one["eval"].items():
-        assert four["eval"][key] == pytest.approx(value, rel=TOL, abs=TOL), key
+def test_four_devices_give_one_devices_losses_and_metrics(tmp_path):
+    """One test over every family (one child, which pytest-xdist must not run twice)."""
+    report = _report(tmp_path)
+    for family in FAMILIES:
+        one, four = report[f"{family}/1"], report[f"{family}/4"]
+        assert one["num_devices"] == 1 and four["num_devices"] == 4, family
+        assert len(one["losses"]) >= 4 and len(one["losses"]) == len(four["losses"]), family
+        np.testing.assert_allclose(four["losses"], one["losses"], rtol=TOL, atol=TOL,
+                                   err_msg=family)
+        assert one["eval"] and set(one["eval"]) == set(four["eval"]), family
+        for key, value in one["eval"].items():
+            assert four["eval"][key] == pytest.approx(value, rel=TOL, abs=TOL), (family, key)

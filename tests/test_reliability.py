@@ -18,8 +18,6 @@ import jax
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.xdist_group("reliability")  # one worker: module fixtures run once
-
 ROOT = Path(__file__).resolve().parents[1]
 MLP = ["--config.recipe=mlp", "--config.problem=breast_cancer", "--config.epochs=2"]
 
