@@ -51,11 +51,12 @@ def _dot_dtypes(fn, *args):
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_every_model_computes_in_bfloat16_on_float32_parameters(name):
     model, args, kw = MODELS[name]
-    model = with_dtype(model, BF16)
-    variables = model.init(jax.random.PRNGKey(0), *args, **kw)
+    model = with_dtype(model, BF16)  # traced only (shapes and dtypes), nothing computed
+    variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), *args, **kw))
     # Master weights and BatchNorm statistics stay float32.
     assert {str(a.dtype) for a in jax.tree.leaves(variables)} == {"float32"}
-    out = model.apply(variables, *args, **kw, mutable=["batch_stats"])[0]
+    out = jax.eval_shape(lambda v: model.apply(v, *args, **kw, mutable=["batch_stats"])[0],
+                         variables)
     assert out.dtype == BF16
     dots = _dot_dtypes(lambda v: model.apply(v, *args, **kw, mutable=["batch_stats"]),
                        variables)
