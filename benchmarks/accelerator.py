@@ -55,6 +55,19 @@ def timed(fn, n: int, sync) -> float:
     return time.perf_counter() - t
 
 
+def step_seconds(step, state, batch, n: int, sync, warmup: int = 2):
+    """(seconds for `n` train steps after `warmup` ones, the last state)."""
+    holder = {"state": state}
+
+    def one():
+        holder["state"], metrics = step(holder["state"], batch)
+        return metrics
+
+    for _ in range(warmup):
+        one()
+    return timed(one, n, sync), holder["state"]
+
+
 # ------------------------------------------------------------------------------ jaxdl
 def jax_lm(quick: bool) -> dict:
     import jax
@@ -91,17 +104,9 @@ def jax_lm(quick: bool) -> dict:
             if "RESOURCE_EXHAUSTED" not in str(e) and "out of memory" not in str(e).lower():
                 raise
             state = batch = step = None
-    holder = {"state": state}
-
-    def one():
-        holder["state"], metrics = step(holder["state"], batch)
-        return metrics
-
-    for _ in range(2):
-        one()
     n = 3 if quick else 10
-    seconds = timed(one, n, jax.block_until_ready)
-    shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), holder["state"])
+    seconds, state = step_seconds(step, state, batch, n, jax.block_until_ready)
+    shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), state)
     model_flops = flops.matmul_flops(step_fn, shapes, batch)
     peak = flops.peak_flops(jax.devices()[0], "bfloat16")
     sps = n / seconds
@@ -182,16 +187,9 @@ def jax_unet(quick: bool) -> dict:
                                (batch["x"][:1], batch["t"][:1], batch["context"][:1],
                                 jnp.ones((1, length), bool), batch["context"][:1, 0]))
     step = compile_step(make_train_step(loss, unet))
-    holder = {"state": state}
-
-    def one():
-        holder["state"], metrics = step(holder["state"], batch)
-        return metrics
-
-    for _ in range(2):
-        one()
     n = 3 if quick else 30
-    return {"train_img_per_s": n * b / timed(one, n, jax.block_until_ready)}
+    seconds, _ = step_seconds(step, state, batch, n, jax.block_until_ready)
+    return {"train_img_per_s": n * b / seconds}
 
 
 def jax_generate(quick: bool) -> dict:
