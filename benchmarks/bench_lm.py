@@ -2,8 +2,8 @@
 
     python -m benchmarks.bench_lm [--quick]
 
-The jaxdl side is the `decoder_lm` recipe's default, built by the recipe itself (nanoGPT's
-CPU `shakespeare_char` run):
+The jaxdl side is the `decoder_lm` recipe's nanoGPT config, built by the recipe itself
+(`configs/nanogpt_shakespeare_char.py`, nanoGPT's CPU `shakespeare_char` run):
 4 layers, 4 heads, 128 wide, context 64, batch 12, no biases, tied embeddings, AdamW with
 warmup + cosine, weight decay on matrices, gradient clipping 1.0. Same character windows
 of tiny shakespeare on both sides.
@@ -49,7 +49,7 @@ def _recipe():
     from jaxdl import recipes
 
     recipe = recipes.get("decoder_lm")
-    config = recipe.get_config()
+    config = recipe.nanogpt_config()
     assert (config.num_layers, config.num_heads, config.dim, config.seq_len,
             config.batch_size) == (LAYERS, HEADS, DIM, CONTEXT, BATCH), "the peer's shape"
     return recipe, config

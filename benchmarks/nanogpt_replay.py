@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     from jaxdl.train.compile import compile_step
 
     recipe = recipes.get("decoder_lm")
-    config = recipe.get_config()
+    config = recipe.nanogpt_config()
     data = recipe.load_data(config)
     train_ids = data.train_ids
     task = recipe.build(config, data)

@@ -2,7 +2,7 @@
 
     python -m benchmarks.run              # the full set (`make bench`), ~10-15 min on 2 cores
     python -m benchmarks.run --quick      # a short smoke run
-    python -m benchmarks.run --only lm    # one group: cnn | lm | precision | sharding
+    python -m benchmarks.run --only lm    # one group: cnn | lm | precision | sharding | data | race
 
 jaxdl and its PyTorch peer run in separate processes, interleaved (A B A B) after
 warm-up; a figure is the median over repetitions and a ratio the median of the
@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import bench_cnn, bench_lm, bench_precision, bench_sharding
+from benchmarks import bench_cnn, bench_data, bench_lm, bench_precision, bench_sharding, lm_race
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
@@ -147,7 +147,7 @@ def headline(cnn: dict | None, lm: dict | None) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="jaxdl vs PyTorch benchmarks (see benchmarks/)")
     p.add_argument("--quick", action="store_true", help="a short smoke run (~2-3 min)")
-    p.add_argument("--only", choices=("cnn", "lm", "precision", "sharding"),
+    p.add_argument("--only", choices=("cnn", "lm", "precision", "sharding", "data", "race"),
                    help="run one group only")
     p.add_argument("--out", type=Path, default=RESULTS, help=f"results file ({RESULTS.name})")
     p.add_argument("--omp-passive", action="store_true",
@@ -163,7 +163,7 @@ def main(argv=None) -> int:
           f"{info['loadavg_start'][0]:.1f}; jax {info['jax']}, torch {info['torch']}; "
           f"worker logs: {log_path}", flush=True)
     say = lambda s: print(s, flush=True)  # noqa: E731
-    cnn = lm = precision = sharded = None
+    cnn = lm = precision = sharded = data = race = None
     with open(log_path, "w") as log:
         if args.only in (None, "cnn"):
             cnn = bench_cnn.run(args.quick, say=say, log=log)
@@ -173,12 +173,18 @@ def main(argv=None) -> int:
             precision = bench_precision.run(args.quick, say=say, log=log)
         if args.only in (None, "sharding"):
             sharded = bench_sharding.run(args.quick, say=say, log=log)
+        if args.only in (None, "data"):
+            data = bench_data.run(args.quick, say=say, log=log)
+        if args.only in (None, "race"):  # seed 0; `python -m benchmarks.lm_race --seeds 0,1,2`
+            race = lm_race.race([0], quick=args.quick, say=say,
+                                png=str(RESULTS.parent / "lm_race.png"))
     rows = table(cnn, lm, precision)
     info["loadavg_end"] = os.getloadavg()
     results = {**headline(cnn, lm), "date": datetime.date.today().isoformat(),
                "quick": args.quick, "omp_passive": args.omp_passive,
                "seconds": time.perf_counter() - t0, "machine": info,
-               "cnn": cnn, "lm": lm, "precision": precision, "sharding": sharded,
+               "cnn": cnn, "lm": lm, "precision": precision, "sharding": sharded, "data": data,
+               "race": race,
                "table": rows}
     args.out.write_text(json.dumps(results, indent=1, default=str) + "\n")
     print()
@@ -186,6 +192,12 @@ def main(argv=None) -> int:
     if sharded:
         print()
         print(bench_sharding.table(sharded))
+    if data:
+        print()
+        print(bench_data.table(data))
+    if race:
+        print()
+        print(race["table"])
     print(f"\n{', '.join(f'{k} {v:.2f}' for k, v in headline(cnn, lm).items() if v)}")
     print(f"wrote {args.out} ({results['seconds']:.0f} s)")
     return 0

@@ -9,7 +9,7 @@
     #     --config.mesh.fsdp=8"
 
 12 layers, 12 heads, width 768, context 1024 (GPT-2 small), no biases, tied embeddings,
-on tiny shakespeare's characters: 85.9M parameters with the 65-character vocabulary
+on tiny shakespeare's characters: 85.8M parameters with the 65-character vocabulary
 (GPT-2's own 124M is this plus its 50,257-token BPE table, 38.6M). AdamW at nanoGPT's
 GPT-2 settings (lr 6e-4 with warmup, cosine to 6e-5, beta2 0.95, weight decay 0.1, clip
 1.0). `mesh.data=1, mesh.fsdp=-1`: the parameters and Adam's moments split over every
@@ -26,7 +26,7 @@ from jaxdl import recipes
 
 
 def get_config():
-    c = recipes.get("decoder_lm").get_config()
+    c = recipes.get("decoder_lm").nanogpt_config()  # GPT-2 as nanoGPT trains it
     c.num_layers, c.num_heads, c.dim, c.seq_len = 12, 12, 768, 1024
     c.dropout = 0.0
     c.batch_size = 32

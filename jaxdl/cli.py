@@ -9,6 +9,8 @@
                   seq2seq: the ISO date for a written date ("5 mars 1998");
                   text2img: a PNG grid of N images for the prompt ("" = unconditional)
     jaxdl predict --workdir DIR [--json] IMAGE...  a classifier's top-3 classes per image
+    jaxdl data prepare --source=SOURCE --out DIR   an image source (or text:NAME|PATH) as
+                  an array_record dataset, for --config.dataset (text_path)=array_record:DIR
 
 Each rebuilds what it needs from `config.json` (which names the recipe), the orbax
 checkpoints and `results.json`, never from experiment code. Bad input is one line
@@ -22,6 +24,7 @@ import json
 import sys
 from pathlib import Path
 
+from jaxdl import storage
 from jaxdl.config import load_config, read_json
 from jaxdl.errors import UserError
 
@@ -45,7 +48,7 @@ def info(workdir: Path) -> None:
     print("config:")
     for key, value in sorted(config.to_dict().items()):
         print(f"  {key} = {value!r}")
-    ckpt_dir = workdir / "checkpoints"
+    ckpt_dir = storage.checkpoint_dir(workdir)
     steps = sorted(int(p.name) for p in ckpt_dir.iterdir() if p.name.isdigit()) if (
         ckpt_dir.is_dir()) else []
     print(f"checkpoints: {steps if steps else 'none'}")
@@ -144,13 +147,13 @@ def main(argv: list[str] | None = None) -> int:
     _add(sub, "train", "train a config: jaxdl train (--config=FILE.py | "
                        "--config.recipe=NAME) --workdir DIR [--config.KEY=VALUE ...]")
     p = _add(sub, "info", "a run's recipe, config, checkpoints, parameters, results")
-    p.add_argument("--workdir", required=True, type=Path)
+    p.add_argument("--workdir", required=True, help="a directory or gs://BUCKET/PATH")
     p = _add(sub, "eval", "re-evaluate the latest checkpoint; writes DIR/eval.json "
                                     "(the metrics of results.json)")
-    p.add_argument("--workdir", required=True, type=Path)
+    p.add_argument("--workdir", required=True, help="a directory or gs://BUCKET/PATH")
     p = _add(sub, "sample", "LMs: continue a prompt; seq2seq: an ISO date; "
                                       "text2img: a PNG grid for a prompt")
-    p.add_argument("--workdir", required=True, type=Path)
+    p.add_argument("--workdir", required=True, help="a directory or gs://BUCKET/PATH")
     p.add_argument("--prompt", default=None, help="default: the run's config.prompt")
     p.add_argument("--num", type=int, default=None,
                    help="tokens to generate (LMs) or images (text2img, default 16)")
@@ -162,10 +165,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sampler", choices=("ddim", "ddpm"), default=None, help="text2img")
     p.add_argument("--eta", type=float, default=None, help="text2img: DDIM noise, 0 = none")
     p = _add(sub, "predict", "an image classifier's top-3 classes for image files")
-    p.add_argument("--workdir", required=True, type=Path)
+    p.add_argument("--workdir", required=True, help="a directory or gs://BUCKET/PATH")
     p.add_argument("--json", action="store_true", help="one JSON object per line and image")
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE",
                    help="PNG or JPEG files, any size, grey or colour")
+    p = _add(sub, "data", "datasets: `jaxdl data prepare --source=SOURCE --out DIR`")
+    data = p.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    p = _add(data, "prepare", "write an image source (mnist_5k, mnist, fashion_mnist, "
+                              "tfds:NAME, synthetic) or a text (text:tinyshakespeare, "
+                              "text:PATH) as an array_record dataset in DIR, for "
+                              "--config.dataset (or text_path)=array_record:DIR")
+    p.add_argument("--source", required=True)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--data_dir", default=None, help="where to look for IDX or TFDS files")
+    p.add_argument("--level", choices=("char", "word"), default="char",
+                   help="text sources: characters or words")
+    p.add_argument("--val_fraction", type=float, default=0.1,
+                   help="text sources: the last fraction validates (the LMs' split)")
     args = parser.parse_args(argv)
     from jaxdl.train.noise import quiet_stderr
 
@@ -179,6 +195,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args) -> None:
+    if getattr(args, "workdir", None) is None:
+        return _command(args)
+    args.workdir, mirror = storage.local_workdir(args.workdir)  # gs://: pulled into a mirror
+    try:
+        _command(args)
+    finally:
+        if mirror is not None:
+            mirror.push()  # eval.json, a sample's files
+
+
+def _command(args) -> None:
     if args.command == "info":
         info(args.workdir)
     elif args.command == "eval":
@@ -187,6 +214,15 @@ def _dispatch(args) -> None:
         sample(args)
     elif args.command == "predict":
         predict(args)
+    elif args.command == "data":
+        from jaxdl.data import records
+
+        meta = records.prepare(args.source, args.out, args.data_dir, level=args.level,
+                               val_fraction=args.val_fraction)
+        splits = ", ".join(f"{n:,} {k}" for k, n in meta["splits"].items())
+        key = "text_path" if meta["kind"] == "text" else "dataset"
+        print(f"Wrote {args.out} ({splits} {'tokens' if key == 'text_path' else 'images'}); "
+              f"train on it with --config.{key}=array_record:{args.out}")
 
 
 if __name__ == "__main__":

@@ -116,7 +116,7 @@ def parse_args(argv: list[str], get_config: Callable[[], ml_collections.ConfigDi
     if not workdir:
         raise UserError("--workdir is empty; pass a directory for the run, e.g. "
                         "--workdir runs/x")
-    return apply_overrides(config, overrides), Path(workdir)
+    return apply_overrides(config, overrides), workdir if "://" in workdir else Path(workdir)
 
 
 def write_json(path: str | Path, data: dict) -> Path:
@@ -194,13 +194,20 @@ def run_main(parse: Callable, main: Callable):
     UserError: its message on stderr, exit status 2. `Preempted` (a SystemExit, status 0)
     is deliberately not caught: after fit's checkpoint the process ends cleanly.
     """
+    from jaxdl import storage
     from jaxdl.train.noise import quiet_stderr
 
+    mirror = None
     try:
         with quiet_stderr():
             config, workdir = parse()
+            workdir, mirror = storage.local_workdir(workdir, start=True)  # gs://: its mirror
             check_workdir(workdir)
-            return main(config, workdir)
+            try:
+                return main(config, workdir)
+            finally:
+                if mirror is not None:  # also after an error or a preemption
+                    mirror.stop()
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

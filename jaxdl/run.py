@@ -18,7 +18,7 @@ from pathlib import Path
 
 import jax
 
-from jaxdl import recipes
+from jaxdl import recipes, storage
 from jaxdl.config import load_config, parse_args, run_main, save_config, write_json
 from jaxdl.recipes.base import Context, count_params, steady_rate, steady_step_rate
 from jaxdl.train import flops, make_train_step, parallel, sharding
@@ -44,9 +44,9 @@ def train(config, workdir) -> dict:
 
 def _train(config, workdir, recipe, mesh, data, main) -> dict:
     task = recipe.build(config, data)
-    shardings = None  # replicated: data parallelism
+    shardings, rules = None, sharding.rules_of(config)  # None: replicated (data parallelism)
     if mesh is not None and mesh.shape["fsdp"] * mesh.shape["tensor"] > 1:
-        shardings = task.state_shardings(mesh, sharding.rules_of(config))
+        shardings = task.state_shardings(mesh, rules)
     state = task.init_state(config.seed, shardings)
     n_params = count_params(state.params)
     if main:
@@ -54,9 +54,12 @@ def _train(config, workdir, recipe, mesh, data, main) -> dict:
     state, step, fit_kw = parallel.place_training(
         state, make_train_step(task.loss_fn, task.model, preprocess=task.preprocess,
                                grad_accum_steps=config.get("grad_accum_steps", 1)), mesh,
-        shardings=shardings)
+        shardings=shardings, rules=rules)
     loader = recipe.train_loader(config, data, **parallel.process_shard())
-    ctx = Context(mesh=mesh, workdir=workdir, is_main=main)
+    if hasattr(loader, "pipeline"):  # where its batches are built (jaxdl.data.pipeline)
+        loader.pipeline.update(threads=config.get("data_threads", 1),
+                               workers=config.get("data_workers", 0))
+    ctx = Context(mesh=mesh, workdir=workdir, is_main=main, rules=rules)
     evaluators = recipe.evaluators(config, task, data, ctx)
     t0 = time.perf_counter()
     state, history = fit(state, step, loader, workdir=workdir, evaluators=evaluators,
@@ -136,8 +139,9 @@ def recipe_of(workdir):
 
 
 def load(workdir, *, restore: bool = True) -> Run:
-    """Rebuild a run from `<workdir>/config.json` and restore its latest checkpoint."""
-    workdir = Path(workdir)
+    """Rebuild a run from `<workdir>/config.json` and restore its latest checkpoint
+    (`gs://` workdirs: from the bucket, through the local mirror, `jaxdl.storage`)."""
+    workdir, _ = storage.local_workdir(workdir)
     config, recipe = recipe_of(workdir)
     data = recipe.load_data(config)
     task = recipe.build(config, data)
@@ -150,12 +154,16 @@ def load(workdir, *, restore: bool = True) -> Run:
 
 
 def evaluate(workdir, *, verbose: bool = True) -> dict:
-    """Re-evaluate the latest checkpoint: the same metrics as results.json, in eval.json."""
+    """Re-evaluate the latest checkpoint: the same metrics as results.json, in eval.json
+    (a `gs://` workdir: pulled once, eval.json pushed to the bucket)."""
+    workdir, mirror = storage.local_workdir(workdir)
     run = load(workdir)
     ctx = Context(workdir=run.workdir, verbose=verbose, figures=False)
     metrics = {"step": run.step, **run.recipe.evaluate(run.config, run.task, run.data,
                                                        run.state, ctx)}
     write_json(run.workdir / "eval.json", metrics)
+    if mirror is not None:  # the caller passed the URL (the CLI pushes its own mirror)
+        mirror.push()
     return metrics
 
 

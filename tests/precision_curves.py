@@ -13,7 +13,7 @@ from jaxdl.train.compile import compile_step
 
 CASES = {  # recipe -> config overrides: small enough for the suite, 200 steps each
     "image_classifier": {"dataset": "mnist_5k", "batch_size": 16},
-    "decoder_lm": {},
+    "decoder_lm": {"batch_size": 12, "num_layers": 2, "dim": 64},
 }
 STEPS = 200
 

@@ -3,6 +3,7 @@
 import functools
 import json
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -70,7 +71,7 @@ def test_activation_registry_and_mlp_shapes():
     assert {"sigmoid", "relu", "tanh", "softmax", "gelu"} <= set(ACTIVATIONS)
     with pytest.raises(ValueError, match="choose one of"):
         get_activation("swishy")
-    params = MLP((5, 2), "tanh").init(jax.random.PRNGKey(0), jnp.zeros((3, 4)))["params"]
+    params = nn.unbox(MLP((5, 2), "tanh").init(jax.random.PRNGKey(0), jnp.zeros((3, 4)))["params"])
     assert params["dense0"]["kernel"].shape == (4, 5) and params["dense1"]["kernel"].shape == (5, 2)
 
 

@@ -1,5 +1,6 @@
 """MyNet: the reference's exact layer sizes, and its logits against the PyTorch golden file."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,7 +16,8 @@ def _count(tree) -> int:
 
 
 def test_mynet_parameter_counts_match_the_reference():
-    params = MyNet(num_classes=10).init(jax.random.PRNGKey(0), jnp.zeros((1, 48, 48, 3)))["params"]
+    params = nn.unbox(MyNet(num_classes=10).init(jax.random.PRNGKey(0),
+                                                jnp.zeros((1, 48, 48, 3)))["params"])
     counts = {name: _count(p) for name, p in params.items()}
     assert counts == {"conv1": 896, "conv2": 18_496, "conv3": 73_856, "fc1": 9_437_696,
                       "fc2": 5_130}
@@ -70,7 +72,7 @@ def test_convnet_pools_and_batchnorm(pool):
 
 
 def test_mynet_uses_pytorch_default_init_bounds():
-    params = MyNet().init(jax.random.PRNGKey(0), jnp.zeros((1, 48, 48, 3)))["params"]
+    params = nn.unbox(MyNet().init(jax.random.PRNGKey(0), jnp.zeros((1, 48, 48, 3)))["params"])
     for name, fan_in in (("conv1", 27), ("conv2", 288), ("conv3", 576), ("fc1", 18432),
                          ("fc2", 512)):
         bound = 1 / np.sqrt(fan_in)

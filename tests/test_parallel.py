@@ -24,13 +24,11 @@ steps use `train_compiler_options()` (what the experiments train with on CPU).
 
 import json
 import os
-import re
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -53,6 +51,7 @@ from jaxdl.train import (
 from jaxdl.train import parallel as par
 from jaxdl.train.checkpoint import Checkpointer
 from jaxdl.train.loop import compile_step, fit, train_compiler_options
+from tests.processes import Processes, cpu_env
 
 HERE = Path(__file__).resolve()
 ROOT = HERE.parent.parent
@@ -88,7 +87,8 @@ def _mynet_setup(batch_size=8):
     split = sources.mnist_5k_split()
     loader = ArrayLoader({"image": split.train.images, "label": split.train.labels}, batch_size)
     model = MyNet(num_classes=10, dropout_rate=0.5)
-    shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 48, 48, 3))))
+    shapes = jax.eval_shape(lambda: nn.unbox(model.init(jax.random.PRNGKey(0),
+                                                        jnp.zeros((1, 48, 48, 3)))))
     rng = np.random.default_rng(0)
     params = {}
     for name, layer in shapes["params"].items():
@@ -273,21 +273,11 @@ def _write(out: Path, **result):
 # --------------------------------------------------------------------------- the parent side
 
 
-def _env(devices: int, **extra) -> dict:
-    env = dict(os.environ)
-    flags = re.sub(r"--xla_force_host_platform_device_count=\S+", "", env.get("XLA_FLAGS", ""))
-    env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={devices}".strip()
-    env["JAX_PLATFORMS"] = "cpu"
-    env.pop("JAX_NUM_CPU_DEVICES", None)
-    env.update(extra)
-    return env
-
-
 def _child(mode: str, tmp_path: Path, *args: str, devices: int = 8,
            timeout: float = 150) -> dict:
     try:
         proc = subprocess.run([sys.executable, str(HERE), mode, str(tmp_path), *args],
-                              env=_env(devices), cwd=ROOT, capture_output=True, text=True,
+                              env=cpu_env(devices), cwd=ROOT, capture_output=True, text=True,
                               timeout=timeout)
     except subprocess.TimeoutExpired as e:  # subprocess.run has killed it
         pytest.fail(f"{mode} child timed out after {timeout} s:\n{e.stdout}\n{e.stderr}")
@@ -337,40 +327,11 @@ def test_single_device_helpers_in_process():
     assert par.initialize_distributed(num_processes=1) is False
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_two_processes_train_like_one(tmp_path):
     """2 processes x 2 CPU devices on loopback, each feeding its half of every batch."""
-    port = _free_port()
-    procs, logs = [], []
-    deadline = time.monotonic() + 150
-    try:
-        for pid in range(2):
-            log = open(tmp_path / f"proc{pid}.log", "w")
-            logs.append(log)
-            env = _env(2, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
-                       JAX_PROCESS_ID=str(pid), JAXDL_TEST_BIND=f"127.0.0.1:{port}")
-            procs.append(subprocess.Popen([sys.executable, str(HERE), "process", str(tmp_path)],
-                                          env=env, cwd=ROOT, stdout=log,
-                                          stderr=subprocess.STDOUT))
-        for p in procs:
-            try:
-                p.wait(timeout=max(1.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pytest.fail("two-process run timed out:\n" + _logs(tmp_path))
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()  # SIGKILL: JAX's preemption notifier swallows SIGTERM
-                p.wait()
-        for log in logs:
-            log.close()
-    assert [p.returncode for p in procs] == [0, 0], _logs(tmp_path)
+    with Processes([HERE, "process", tmp_path], tmp_path / "proc", devices=2) as procs:
+        assert procs.finish(150) == [0, 0], procs.text()
     r = json.loads((tmp_path / "result.json").read_text())
     assert r["step"] == STEPS and r["count"] == 16 * 16 * STEPS  # global tokens in the epoch
     assert (tmp_path / "run" / "checkpoints" / str(STEPS)).is_dir()
@@ -385,10 +346,6 @@ def test_two_processes_train_like_one(tmp_path):
     assert sorted(theirs.files) == sorted(ours)
     diff = max(float(np.max(np.abs(theirs[k] - ours[k]))) for k in ours)
     assert diff < TOL, diff
-
-
-def _logs(tmp_path: Path) -> str:
-    return "\n".join(p.read_text()[-3000:] for p in sorted(tmp_path.glob("proc*.log")))
 
 
 if __name__ == "__main__":  # a child: python tests/test_parallel.py MODE OUT [ARG]

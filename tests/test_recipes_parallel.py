@@ -3,14 +3,12 @@ per-step losses and the final evaluation (run on the mesh too) equal one device'
 1e-5 (float summation order differs, nothing else: the step's randomness is
 `fold_in(rng, step)` under jit, the same however the batch is split)."""
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.processes import child_report
 
 HERE = Path(__file__).resolve().parent
 FAMILIES = ("mlp", "image_classifier", "rnn_lm", "decoder_lm", "seq2seq", "text2img")
@@ -18,14 +16,7 @@ TOL = 1e-5
 
 
 def _report(out: Path) -> dict:
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-           "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, str(HERE / "recipes_parallel_child.py"), str(out)],
-                          env=env, capture_output=True, text=True, timeout=900,
-                          cwd=HERE.parent)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("REPORT "))
-    return json.loads(line[len("REPORT "):])
+    return child_report([HERE / "recipes_parallel_child.py", out], devices=4)
 
 
 @pytest.mark.slow

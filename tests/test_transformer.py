@@ -165,7 +165,8 @@ def test_training_follows_nanogpt_step_for_step():
     batches: every loss and the final weights agree."""
     golden = np.load(GOLDEN_GPT)
     c, r = GPT_CONFIG, GPT_RECIPE
-    config = decoder_lm.DecoderLanguageModel().get_config()  # the recipe, shrunk to the golden's
+    # configs/nanogpt_shakespeare_char.py, shrunk to the golden's shape
+    config = decoder_lm.DecoderLanguageModel().nanogpt_config()
     config.update(num_layers=c["layers"], num_heads=c["heads"], dim=c["dim"],
                   seq_len=c["block"], learning_rate=r["lr"], min_learning_rate=r["min_lr"],
                   num_steps=r["decay_iters"], warmup_steps=r["warmup"])

@@ -40,9 +40,16 @@ def _class_names(name: str, num_classes: int) -> tuple[str, ...]:
     return tuple(str(i) for i in range(num_classes))
 
 
+def _array_like(images) -> bool:
+    """A numpy array, or a `jaxdl.data.records.RecordArray` (images left on disk)."""
+    from jaxdl.data.records import RecordArray
+
+    return isinstance(images, np.ndarray | RecordArray)
+
+
 @dataclasses.dataclass(frozen=True)
 class ImageDataset:
-    """Labelled images held in host memory.
+    """Labelled images, in host memory or (a `RecordArray`) read from disk per batch.
 
     images: uint8 array of shape (N, H, W, C) (MNIST-like data: (N, 28, 28, 1)).
     labels: int32 array of shape (N,), each in [0, num_classes).
@@ -59,7 +66,7 @@ class ImageDataset:
     def __post_init__(self) -> None:
         where = f"dataset '{self.name}' ({self.source})"
         fix = "fix the data source or pick another --config.dataset"
-        if not isinstance(self.images, np.ndarray) or not isinstance(self.labels, np.ndarray):
+        if not _array_like(self.images) or not isinstance(self.labels, np.ndarray):
             raise UserError(
                 f"{where}: images and labels must be numpy arrays, got "
                 f"{type(self.images).__name__} and {type(self.labels).__name__}; "

@@ -8,7 +8,10 @@ of (seed, epoch, batch)) and `eval_windows` cuts a split into non-overlapping wi
 batch with `ArrayLoader(shuffle=False)`. Every batch has the same
 shape (one compilation): a short last batch is padded and carries `mask` = 0 on
 the padding, which the task losses exclude. With several processes, each yields
-only its slice of every global batch (`process_index`-th of `process_count`).
+only its slice of every global batch (`process_index`-th of `process_count`). The
+arrays may be `jaxdl.data.records.RecordArray`s (a dataset on disk): a batch reads only
+its rows. Batches are built through grain (`jaxdl.data.pipeline`; `loader.pipeline`
+sets threads, prefetch and worker processes), which keeps their order.
 """
 
 import dataclasses
@@ -16,7 +19,10 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
+from jaxdl.data import pipeline
 from jaxdl.errors import UserError
+
+PIPELINE = {"threads": 1, "prefetch": 2, "workers": 0}  # jaxdl.data.pipeline's defaults
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +53,7 @@ class ArrayLoader:
         self.batch_size = batch_size
         self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
         self.process_index, self.process_count = process_index, process_count
+        self.pipeline = dict(PIPELINE)  # where batches are built (jaxdl.data.pipeline)
 
     @property
     def batches_per_pass(self) -> int:
@@ -68,10 +75,10 @@ class ArrayLoader:
         return np.random.default_rng([self.seed, epoch]).permutation(self.n)
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[dict]:
-        """Yield this process's part of batches `start..` of `epoch`."""
+        """This process's part of batches `start..` of `epoch` (built through grain)."""
         order = self.order(epoch)
-        for b in range(start, self.batches_per_pass):
-            yield self.batch(order, b)
+        return pipeline.batches(lambda b: self.batch(order, b), start, self.batches_per_pass,
+                                **self.pipeline)
 
     def batch(self, order: np.ndarray, b: int) -> dict:
         """Batch `b` of a pass in `order`, padded to full size with `mask` = 0 on padding."""
@@ -104,9 +111,19 @@ class StepLoader(ArrayLoader):
         return self._batches
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[dict]:
-        for b in range(start, self._batches):
+        def make(b: int) -> dict:
             data_pass, index = divmod(epoch * self._batches + b, self.batches_per_pass)
-            yield self.batch(self.order(data_pass), index)
+            return self.batch(self.order(data_pass), index)
+
+        return pipeline.batches(make, start, self._batches, **self.pipeline)
+
+
+def _tokens(ids):
+    """Token ids as an int32 array, or as they are when on disk (a `TokenArray`, indexed
+    per batch)."""
+    from jaxdl.data.records import TokenArray
+
+    return ids if isinstance(ids, TokenArray) else np.asarray(ids, np.int32)
 
 
 def _check_length(ids: np.ndarray, seq_len: int, what: str) -> None:
@@ -130,7 +147,7 @@ class WindowLoader:
     def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, *,
                  batches_per_epoch: int = 100, seed: int = 0, process_index: int = 0,
                  process_count: int = 1):
-        self.ids = np.asarray(ids, np.int32)
+        self.ids = _tokens(ids)
         _check_length(self.ids, seq_len, "training text")
         if batch_size <= 0 or batch_size % process_count:
             raise UserError(f"batch size {batch_size} must be positive and divisible by the "
@@ -141,6 +158,7 @@ class WindowLoader:
         self.batches_per_epoch = batches_per_epoch
         self.process_index, self.process_count = process_index, process_count
         self._offsets = np.arange(seq_len + 1)
+        self.pipeline = dict(PIPELINE)
 
     def position(self, step: int) -> Position:
         return Position(*divmod(int(step), self.batches_per_epoch))
@@ -152,10 +170,13 @@ class WindowLoader:
     def epoch(self, epoch: int, start: int = 0) -> Iterator[dict]:
         local = self.batch_size // self.process_count
         lo = self.process_index * local
-        for b in range(start, self.batches_per_epoch):
+
+        def make(b: int) -> dict:
             starts = self.starts(epoch, b)[lo:lo + local]
-            yield {"tokens": self.ids[starts[:, None] + self._offsets],
-                   "mask": np.ones(local, np.float32)}
+            return {"tokens": self.ids[starts[:, None] + self._offsets],
+                    "mask": np.ones(local, np.float32)}
+
+        return pipeline.batches(make, start, self.batches_per_epoch, **self.pipeline)
 
 
 def eval_windows(ids: np.ndarray, seq_len: int, max_windows: int = 0) -> np.ndarray:
@@ -164,7 +185,7 @@ def eval_windows(ids: np.ndarray, seq_len: int, max_windows: int = 0) -> np.ndar
     Window k covers ids[k*seq_len : k*seq_len + seq_len + 1], so every id after the first
     is predicted exactly once (each window from a fresh state).
     """
-    ids = np.asarray(ids, np.int32)
+    ids = _tokens(ids)
     _check_length(ids, seq_len, "validation text")
     n = (len(ids) - 1) // seq_len
     if max_windows:

@@ -21,6 +21,7 @@ import numpy as np
 
 from jaxdl.errors import UserError
 from jaxdl.nn.precision import layer_dtypes
+from jaxdl.nn.sharding import conv, dense
 
 PAD1 = ((1, 1), (1, 1))  # PyTorch's padding=1, stated exactly rather than 'SAME'
 
@@ -88,18 +89,18 @@ class MyNet(nn.Module):
         check_images(x, (48, 48, 3), "MyNet")
         base = torch_default_init if self.torch_init else (lambda fan_in: {})
         init = lambda fan_in: {**base(fan_in), **layer_dtypes(self)}  # noqa: E731
-        conv = lambda c_in, c_out, name: nn.Conv(  # noqa: E731
+        conv3x3 = lambda c_in, c_out, name: conv(  # noqa: E731
             c_out, (3, 3), padding=PAD1, name=name, **init(9 * c_in))
-        x = nn.relu(conv(3, 32, "conv1")(x))  # (B, 48, 48, 32)
-        x = nn.relu(conv(32, 64, "conv2")(x))  # (B, 48, 48, 64)
+        x = nn.relu(conv3x3(3, 32, "conv1")(x))  # (B, 48, 48, 32)
+        x = nn.relu(conv3x3(32, 64, "conv2")(x))  # (B, 48, 48, 64)
         x = max_pool_2x2(x)  # (B, 24, 24, 64)
-        x = nn.relu(conv(64, 128, "conv3")(x))  # (B, 24, 24, 128)
+        x = nn.relu(conv3x3(64, 128, "conv3")(x))  # (B, 24, 24, 128)
         x = max_pool_2x2(x)  # (B, 12, 12, 128)
         x = x.reshape((x.shape[0], -1))  # (B, 18432), flattened (H, W, C)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-        x = nn.relu(nn.Dense(512, name="fc1", **init(18432))(x))
+        x = nn.relu(dense(512, name="fc1", **init(18432))(x))
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-        return nn.Dense(self.num_classes, name="fc2", **init(512))(x)  # (B, num_classes)
+        return dense(self.num_classes, name="fc2", **init(512))(x)  # (B, num_classes)
 
 
 def check_images(x, hwc: tuple[int, int, int], model: str) -> None:
@@ -130,7 +131,7 @@ class ConvNet(nn.Module):
         pool = {"max": nn.max_pool, "avg": nn.avg_pool}[self.pool]
         dt = layer_dtypes(self)
         for i, width in enumerate(self.features):
-            x = nn.Conv(width, (3, 3), padding=PAD1, use_bias=not self.batch_norm,
+            x = conv(width, (3, 3), padding=PAD1, use_bias=not self.batch_norm,
                         name=f"conv{i + 1}", **dt)(x)
             if self.batch_norm:  # statistics in float32 whatever the dtype (flax)
                 x = nn.BatchNorm(use_running_average=not train, momentum=0.9, name=f"bn{i + 1}",
@@ -139,6 +140,6 @@ class ConvNet(nn.Module):
         x = x.reshape((x.shape[0], -1))
         for i, width in enumerate(self.dense):
             x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-            x = nn.relu(nn.Dense(width, name=f"fc{i + 1}", **dt)(x))
+            x = nn.relu(dense(width, name=f"fc{i + 1}", **dt)(x))
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-        return nn.Dense(self.num_classes, name="head", **dt)(x)
+        return dense(self.num_classes, name="head", **dt)(x)

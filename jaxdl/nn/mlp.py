@@ -20,6 +20,7 @@ import jax.numpy as jnp
 
 from jaxdl.errors import UserError
 from jaxdl.nn.precision import layer_dtypes
+from jaxdl.nn.sharding import dense
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "sigmoid": nn.sigmoid,
@@ -58,7 +59,7 @@ class MLP(nn.Module):
         act = get_activation(self.activation)
         x = x.reshape((x.shape[0], -1))  # (batch, inputs)
         for i, width in enumerate(self.features):
-            x = nn.Dense(width, name=f"dense{i}", **layer_dtypes(self))(x)
+            x = dense(width, name=f"dense{i}", **layer_dtypes(self))(x)
             if i < len(self.features) - 1:
                 x = act(x)
                 if self.dropout:

@@ -1,11 +1,6 @@
-"""Transformers: positional encodings, multi-head attention with a KV cache, pre-norm
-encoder and decoder blocks, an `EncoderDecoder` and a GPT-style `DecoderLM`.
-
-Attention (Vaswani et al. 2017): for each head, softmax(Q K^T / sqrt(d_head) + mask) V,
-with Q, K, V linear maps of the inputs; heads are concatenated and mixed by a last linear
-map. Self-attention takes Q, K, V from one sequence; cross-attention takes Q from the
-decoder and K, V from the encoder's output. A causal mask hides future positions, a
-padding mask hides padding tokens.
+"""Transformers: positional encodings, pre-norm encoder and decoder blocks, an
+`EncoderDecoder` and a GPT-style `DecoderLM` (multi-head attention and its KV cache are
+`jaxdl.nn.multihead`, the attention kernel `jaxdl.nn.attention`).
 
 Positional encoding: attention is order-blind, so position is added to the token
 embeddings, either the fixed sinusoids PE[p, 2i] = sin(p / 10000^(2i/d)),
@@ -17,6 +12,13 @@ self-attention layer's keys and values in the flax `cache` collection, so genera
 tokens costs N one-position steps instead of N passes over the growing prefix.
 Attention weights are sown into the `intermediates` collection for inspection
 (`apply(..., mutable=['intermediates'])`).
+
+The stacks' options, GPT-2's choice first: `positional` learned | sinusoidal | rotary
+(jaxdl.nn.rotary, applied inside self-attention); `norm` layernorm | rmsnorm; `qk_norm`;
+`mlp` gelu | relu2 (ReLU squared, So et al. 2021) | swiglu (Shazeer 2020: silu(x W_g) *
+(x W_u)); `tie_embeddings`; `zero_init_out` (each residual branch's output projection
+starts at zero, so every block starts as the identity; modded-nanogpt); `logit_softcap`
+(logits = c * tanh(logits / c), Gemma 2's bound on the output layer).
 """
 
 from collections.abc import Callable
@@ -28,13 +30,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdl.errors import UserError
-from jaxdl.nn.attention import attend
+from jaxdl.nn.feedforward import LN_EPS, MLPS, NORMS, MlpBlock, layer_norm  # noqa: F401
+from jaxdl.nn.multihead import (  # noqa: F401  (MultiHeadAttention and the masks live there)
+    NEG_INF,
+    MultiHeadAttention,
+    causal_mask,
+    padding_mask,
+)
 from jaxdl.nn.precision import layer_dtypes
 from jaxdl.nn.remat import remat_block
-from jaxdl.nn.sharding import logical
+from jaxdl.nn.sharding import constrain, logical, residual
 
-NEG_INF = -1e9  # large finite negative: a fully masked row stays finite
-LN_EPS = 1e-5  # PyTorch's LayerNorm epsilon (flax's default is 1e-6)
+POSITIONAL = ("learned", "sinusoidal", "rotary")
 
 
 def sinusoidal_table(length: int, dim: int) -> np.ndarray:
@@ -45,19 +52,6 @@ def sinusoidal_table(length: int, dim: int) -> np.ndarray:
     table[:, 0::2] = np.sin(pos * rates)
     table[:, 1::2] = np.cos(pos * rates[: dim // 2])
     return table.astype(np.float32)
-
-
-def causal_mask(length: int) -> jax.Array:
-    """(1, 1, length, length) True where query i may attend to key j (j <= i)."""
-    return jnp.tril(jnp.ones((length, length), bool))[None, None]
-
-
-def padding_mask(query_valid: jax.Array | None, key_valid: jax.Array) -> jax.Array:
-    """(batch, 1, q, k) True where the key is a real token (and the query too, if given)."""
-    mask = key_valid[:, None, None, :]
-    if query_valid is not None:
-        mask = mask & query_valid[:, None, :, None]
-    return mask
 
 
 class PositionalEncoding(nn.Module):
@@ -74,130 +68,28 @@ class PositionalEncoding(nn.Module):
             raise UserError(f"sequence of {length} positions is longer than the positional "
                             f"encoding's max_len of {self.max_len}; crop it to {self.max_len} "
                             f"or build the model with max_len >= {length}")
+        if self.kind == "rotary":  # positions enter inside attention (MultiHeadAttention)
+            return x
         if self.kind == "sinusoidal":
             table = jnp.asarray(sinusoidal_table(self.max_len, dim))
         elif self.kind == "learned":
             table = self.param("table", logical(nn.initializers.normal(0.02), "position",
                                                 "embed"), (self.max_len, dim), self.param_dtype)
         else:
-            raise UserError(f"unknown positional encoding {self.kind!r}; use learned or sinusoidal")
+            raise UserError(f"unknown positional encoding {self.kind!r}; use one of "
+                            f"{', '.join(POSITIONAL)}")
         return x + jax.lax.dynamic_slice_in_dim(table, offset, length)[None].astype(x.dtype)
 
 
-class MultiHeadAttention(nn.Module):
-    """Multi-head scaled dot-product attention; `decode=True` uses and fills a KV cache.
+class Embed(nn.Embed):
+    """`nn.Embed` (the same parameter) whose table is gathered whole for the lookup, as
+    FSDP gathers every weight for its use: the looked-up rows then come out split by
+    batch, where a lookup into a table split by width would leave them split by width for
+    XLA to undo (jaxdl.nn.sharding). Off the mesh this is `nn.Embed`'s lookup."""
 
-    `causal=True` hides future positions (as a mask would, but a fused kernel can skip
-    them); `mask` hides more (padding, the cache's unwritten slots). The attention itself
-    is `jaxdl.nn.attention.attend` (`attention_impl`: auto | xla | cudnn); the explicit
-    einsum-softmax path runs where its weights are needed: attention dropout in training,
-    or a caller that asks for them with `mutable=['intermediates']` (they are sown there).
-    """
-
-    num_heads: int
-    dropout: float = 0.0
-    use_bias: bool = True
-    kernel_init: Callable = nn.initializers.xavier_uniform()
-    out_init: Callable | None = None
-    attention_impl: str = "auto"
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, q_in, kv_in, mask=None, *, train: bool = False, decode: bool = False,
-                 causal: bool = False):
-        dim = q_in.shape[-1]
-        if dim % self.num_heads:
-            raise UserError(f"model width {dim} is not divisible by {self.num_heads} heads")
-        head = (self.num_heads, dim // self.num_heads)
-        dense = lambda name, init=self.kernel_init: nn.DenseGeneral(  # noqa: E731
-            head, use_bias=self.use_bias, kernel_init=logical(init, "embed", "heads", "kv"),
-            bias_init=logical(nn.initializers.zeros, "heads", "kv"), name=name,
-            **layer_dtypes(self))
-        # Projections on (tokens, dim) rows, as in MlpBlock: the same maths and parameters,
-        # but XLA:CPU computes their weight gradients without transposing fusions.
-        rows = lambda x: x.reshape(-1, x.shape[-1])  # noqa: E731
-        q = dense("query")(rows(q_in)).reshape(*q_in.shape[:-1], *head)  # (b, q_len, h, d)
-        k = dense("key")(rows(kv_in)).reshape(*kv_in.shape[:-1], *head)  # (b, k_len, h, d)
-        v = dense("value")(rows(kv_in)).reshape(*kv_in.shape[:-1], *head)
-        if decode:
-            k, v, mask = self._cached(k, v, causal)
-            causal = False  # the cache's mask is causal already
-        if (train and self.dropout > 0) or self.is_mutable_collection("intermediates"):
-            if causal:
-                mask = causal_mask(q.shape[1]) if mask is None else mask & causal_mask(q.shape[1])
-            out = self._explicit(q, k, v, mask, train=train)
-        else:
-            out = attend(q, k, v, mask, causal=causal, implementation=self.attention_impl)
-        return nn.DenseGeneral(dim, axis=(-2, -1), use_bias=self.use_bias,
-                               kernel_init=logical(self.out_init or self.kernel_init, "heads",
-                                                   "kv", "embed"),
-                               bias_init=logical(nn.initializers.zeros, "embed"), name="out",
-                               **layer_dtypes(self))(out.reshape(-1, *head)).reshape(q_in.shape)
-
-    def _explicit(self, q, k, v, mask, *, train: bool):
-        """softmax(Q K^T / sqrt(d) + mask) V with the weights at hand: sown, dropped out."""
-        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k,
-                            preferred_element_type=jnp.float32) / np.sqrt(q.shape[-1])
-        if mask is not None:
-            logits = jnp.where(mask, logits, NEG_INF)
-        weights = jax.nn.softmax(logits, axis=-1).astype(q.dtype)
-        self.sow("intermediates", "attention", weights)
-        weights = nn.Dropout(self.dropout)(weights, deterministic=not train)
-        return jnp.einsum("bhqk,bkhd->bqhd", weights, v)
-
-    def _cached(self, k, v, causal: bool):
-        """Write this call's keys/values at the cache index; mask the positions not yet seen.
-
-        Initialising with `decode=True` on a (batch, max_len) input sizes the cache.
-        """
-        initialised = self.has_variable("cache", "cached_key")
-        ck = self.variable("cache", "cached_key", jnp.zeros, k.shape, k.dtype)
-        cv = self.variable("cache", "cached_value", jnp.zeros, v.shape, v.dtype)
-        index = self.variable("cache", "cache_index", lambda: jnp.zeros((), jnp.int32))
-        max_len, q_len = ck.value.shape[1], k.shape[1]
-        if not initialised:
-            return k, v, causal_mask(q_len) if causal else None
-        i = index.value
-        ck.value = jax.lax.dynamic_update_slice(ck.value, k, (0, i, 0, 0))
-        cv.value = jax.lax.dynamic_update_slice(cv.value, v, (0, i, 0, 0))
-        index.value = i + q_len
-        visible = jnp.arange(max_len)[None, :] <= i + jnp.arange(q_len)[:, None]
-        return ck.value, cv.value, visible[None, None]
-
-
-def layer_norm(use_bias: bool, name: str, dtypes: dict) -> nn.LayerNorm:
-    """PyTorch's LayerNorm (eps 1e-5), its scale and bias named along `norm`."""
-    return nn.LayerNorm(LN_EPS, use_bias=use_bias, name=name,
-                        scale_init=logical(nn.initializers.ones, "norm"),
-                        bias_init=logical(nn.initializers.zeros, "norm"), **dtypes)
-
-
-class MlpBlock(nn.Module):
-    hidden: int
-    dropout: float = 0.0
-    use_bias: bool = True
-    kernel_init: Callable = nn.initializers.xavier_uniform()
-    out_init: Callable | None = None
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, x, *, train: bool = False):
-        # On (tokens, dim) rather than (batch, time, dim): the same maths, but XLA:CPU then
-        # computes the weight gradients without a slow transposing fusion (the decoder LM's
-        # CPU train step is about 1.4x faster; benchmarks/).
-        y = x.reshape(-1, x.shape[-1])
-        y = nn.gelu(nn.Dense(self.hidden, use_bias=self.use_bias,
-                             kernel_init=logical(self.kernel_init, "embed", "mlp"),
-                             bias_init=logical(nn.initializers.zeros, "mlp"),
-                             name="fc", **layer_dtypes(self))(y),
-                    approximate=False)  # exact, as torch's nn.GELU
-        y = nn.Dense(x.shape[-1], use_bias=self.use_bias,
-                     kernel_init=logical(self.out_init or self.kernel_init, "mlp", "embed"),
-                     bias_init=logical(nn.initializers.zeros, "embed"), name="proj",
-                     **layer_dtypes(self))(y)
-        return nn.Dropout(self.dropout)(y.reshape(x.shape), deterministic=not train)
+    def __call__(self, inputs: jax.Array) -> jax.Array:
+        (table,) = self.promote_dtype(self.embedding, dtype=self.dtype, inexact=False)
+        return jnp.take(constrain(table, None, None), inputs, axis=0)
 
 
 class Block(nn.Module):
@@ -213,6 +105,10 @@ class Block(nn.Module):
     out_init: Callable | None = None
     causal: bool = False  # self-attention hides future positions
     attention_impl: str = "auto"
+    norm: str = "layernorm"  # layernorm | rmsnorm
+    mlp: str = "gelu"  # gelu | relu2 | swiglu
+    rotary: bool = False  # rotary positions in self-attention
+    qk_norm: bool = False
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -224,17 +120,18 @@ class Block(nn.Module):
                   **dt)
         att = dict(attention_impl=self.attention_impl, **kw)
         drop = nn.Dropout(self.dropout)
-        ln = lambda name: layer_norm(self.use_bias, name, dt)  # noqa: E731
+        ln = lambda name: layer_norm(self.use_bias, name, dt, self.norm)  # noqa: E731
         y = ln("ln_self")(x)
-        y = MultiHeadAttention(self.num_heads, self.attention_dropout, name="self_attn", **att)(
+        y = MultiHeadAttention(self.num_heads, self.attention_dropout, name="self_attn",
+                               rotary=self.rotary, qk_norm=self.qk_norm, **att)(
             y, y, mask, train=train, decode=decode, causal=self.causal)
         x = x + drop(y, deterministic=not train)
         if self.cross_attention:
             y = MultiHeadAttention(self.num_heads, self.attention_dropout, name="cross_attn",
                                    **att)(ln("ln_cross")(x), encoded, cross_mask, train=train)
             x = x + drop(y, deterministic=not train)
-        return x + MlpBlock(self.mlp_dim, self.dropout, name="mlp", **kw)(ln("ln_mlp")(x),
-                                                                          train=train)
+        return x + MlpBlock(self.mlp_dim, self.dropout, activation=self.mlp, name="mlp",
+                            **kw)(ln("ln_mlp")(x), train=train)
 
 
 class _Stack(nn.Module):
@@ -252,6 +149,10 @@ class _Stack(nn.Module):
     use_bias: bool = True
     remat: str = "none"  # none | block | full (jaxdl.nn.remat), in training; never when decoding
     attention_impl: str = "auto"  # auto | xla | cudnn (jaxdl.nn.attention)
+    norm: str = "layernorm"  # layernorm | rmsnorm
+    mlp: str = "gelu"  # gelu | relu2 | swiglu
+    qk_norm: bool = False
+    zero_init_out: bool = False  # residual branches' output projections start at zero
     dtype: Any = jnp.float32  # compute dtype (jaxdl.nn.precision)
     param_dtype: Any = jnp.float32
 
@@ -266,12 +167,12 @@ class _Stack(nn.Module):
 
     def _embed(self, tokens, offset=0, *, train: bool):
         self._check_tokens(tokens)
-        embed = nn.Embed(self.vocab_size, self.dim,
+        embed = Embed(self.vocab_size, self.dim,
                          embedding_init=logical(nn.initializers.normal(0.02), "vocab", "embed"),
                          name="embed", **layer_dtypes(self))
         x = PositionalEncoding(self.max_len, self.positional, self.param_dtype, name="pos")(
             embed(tokens), offset)
-        return embed, nn.Dropout(self.dropout)(x, deterministic=not train)
+        return embed, residual(nn.Dropout(self.dropout)(x, deterministic=not train))
 
     def _check_length(self, length: int):
         if length > self.max_len:
@@ -281,7 +182,8 @@ class _Stack(nn.Module):
     def _blocks(self, x, mask, *, cross: bool, train: bool, decode: bool = False,
                 causal: bool = False, **kw):
         init = nn.initializers.normal(0.02)  # GPT-2's init; residual outputs scaled by depth
-        out_init = nn.initializers.normal(0.02 / np.sqrt(2 * self.num_layers))
+        out_init = (nn.initializers.zeros if self.zero_init_out else
+                    nn.initializers.normal(0.02 / np.sqrt(2 * max(self.num_layers, 1))))
         att_drop = self.dropout if self.attention_dropout is None else self.attention_dropout
         # remat needs positional arguments: (x, mask, encoded, cross_mask, train, decode)
         block_cls = remat_block(Block, "none" if decode else self.remat, static_argnums=(5, 6))
@@ -289,9 +191,10 @@ class _Stack(nn.Module):
             x = block_cls(self.num_heads, self.mlp_dim or 4 * self.dim, self.dropout, att_drop,
                           cross_attention=cross, use_bias=self.use_bias, kernel_init=init,
                           out_init=out_init, causal=causal, attention_impl=self.attention_impl,
-                          **layer_dtypes(self), name=f"block{i}")(
+                          norm=self.norm, mlp=self.mlp, rotary=self.positional == "rotary",
+                          qk_norm=self.qk_norm, **layer_dtypes(self), name=f"block{i}")(
                 x, mask, kw.get("encoded"), kw.get("cross_mask"), train, decode)
-        return layer_norm(self.use_bias, "ln_final", layer_dtypes(self))(x)
+        return layer_norm(self.use_bias, "ln_final", layer_dtypes(self), self.norm)(x)
 
 
 class Encoder(_Stack):
@@ -318,6 +221,7 @@ class DecoderLM(_Stack):
 
     tie_embeddings: bool = True
     cross_attention: bool = False
+    logit_softcap: float = 0.0  # > 0: logits = c * tanh(logits / c)
 
     @nn.compact
     def __call__(self, tokens, encoded=None, cross_mask=None, *, train: bool = False,
@@ -337,10 +241,15 @@ class DecoderLM(_Stack):
         x = self._blocks(x, None, cross=self.cross_attention, train=train, decode=decode,
                          causal=True, encoded=encoded, cross_mask=cross_mask)
         if self.tie_embeddings:
-            return embed.attend(x)
-        return nn.Dense(self.vocab_size, use_bias=False, name="head",
-                        kernel_init=logical(nn.initializers.lecun_normal(), "embed", "vocab"),
-                        **layer_dtypes(self))(x)
+            logits = embed.attend(x)
+        else:
+            logits = nn.Dense(self.vocab_size, use_bias=False, name="head",
+                              kernel_init=logical(nn.initializers.lecun_normal(), "embed",
+                                                  "vocab"), **layer_dtypes(self))(x)
+        if self.logit_softcap > 0:  # in float32: the loss's softmax is
+            cap = self.logit_softcap
+            logits = cap * jnp.tanh(logits.astype(jnp.float32) / cap)
+        return constrain(logits, "batch", "length", "act_vocab")
 
 
 class EncoderDecoder(nn.Module):

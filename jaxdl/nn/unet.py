@@ -19,7 +19,7 @@
 - **Attention**: self-attention over the H*W positions at `attention_levels` (the lowest,
   8x8 for 32x32 inputs, by default) and cross-attention from image positions (queries) to
   the text tokens (keys and values, padding masked) at `cross_attention_levels`; both reuse
-  `jaxdl.nn.transformer.MultiHeadAttention`, with a zero-initialised output map.
+  `jaxdl.nn.multihead.MultiHeadAttention`, with a zero-initialised output map.
 """
 
 from collections.abc import Sequence
@@ -30,9 +30,11 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.errors import UserError
+from jaxdl.nn.multihead import MultiHeadAttention, padding_mask
 from jaxdl.nn.precision import layer_dtypes
 from jaxdl.nn.remat import remat_block
-from jaxdl.nn.transformer import MultiHeadAttention, padding_mask, sinusoidal_table
+from jaxdl.nn.sharding import conv, dense
+from jaxdl.nn.transformer import sinusoidal_table
 
 zeros = nn.initializers.zeros
 
@@ -53,14 +55,14 @@ class ResBlock(nn.Module):
     @nn.compact
     def __call__(self, x, temb, train: bool = False):
         dt = layer_dtypes(self)
-        h = nn.Conv(self.features, (3, 3), name="conv1", **dt)(
+        h = conv(self.features, (3, 3), name="conv1", **dt)(
             nn.swish(nn.GroupNorm(self.groups, name="norm1", **dt)(x)))
-        h = h + nn.Dense(self.features, name="time", **dt)(nn.swish(temb))[:, None, None, :]
+        h = h + dense(self.features, name="time", **dt)(nn.swish(temb))[:, None, None, :]
         h = nn.swish(nn.GroupNorm(self.groups, name="norm2", **dt)(h))
         h = nn.Dropout(self.dropout, deterministic=not train)(h)
-        h = nn.Conv(self.features, (3, 3), kernel_init=zeros, name="conv2", **dt)(h)
+        h = conv(self.features, (3, 3), kernel_init=zeros, name="conv2", **dt)(h)
         if x.shape[-1] != self.features:
-            x = nn.Conv(self.features, (1, 1), name="skip", **dt)(x)
+            x = conv(self.features, (1, 1), name="skip", **dt)(x)
         return x + h
 
 
@@ -124,10 +126,10 @@ class UNet(nn.Module):
         ch0 = self.channels[0]
         dt = layer_dtypes(self)
         temb = time_embedding(t, ch0, self.num_timesteps)
-        temb = nn.Dense(4 * ch0, name="time_mlp2", **dt)(
-            nn.swish(nn.Dense(4 * ch0, name="time_mlp1", **dt)(temb)))
+        temb = dense(4 * ch0, name="time_mlp2", **dt)(
+            nn.swish(dense(4 * ch0, name="time_mlp1", **dt)(temb)))
         if pooled is not None:  # a global text vector joins the time embedding (GLIDE)
-            temb = temb + nn.Dense(4 * ch0, name="pooled_proj", **dt)(pooled)
+            temb = temb + dense(4 * ch0, name="pooled_proj", **dt)(pooled)
         res_cls = remat_block(ResBlock, self.remat, static_argnums=(3,))  # (x, temb, train)
         attn_cls = remat_block(AttentionBlock, self.remat)
         res = lambda f, name: (lambda h, temb, train: res_cls(  # noqa: E731
@@ -142,7 +144,7 @@ class UNet(nn.Module):
                 h = attn(f"{prefix}_cross")(h, context, context_mask)
             return h
 
-        h = nn.Conv(ch0, (3, 3), name="conv_in", **dt)(x)
+        h = conv(ch0, (3, 3), name="conv_in", **dt)(x)
         skips = [h]
         last = len(self.channels) - 1
         for i, ch in enumerate(self.channels):
@@ -150,7 +152,7 @@ class UNet(nn.Module):
                 h = attend(res(ch, f"down{i}_res{j}")(h, temb, train=train), i, f"down{i}_{j}")
                 skips.append(h)
             if i != last:
-                h = nn.Conv(ch, (3, 3), strides=(2, 2), name=f"down{i}_pool", **dt)(h)
+                h = conv(ch, (3, 3), strides=(2, 2), name=f"down{i}_pool", **dt)(h)
                 skips.append(h)
         h = res(self.channels[-1], "mid_res1")(h, temb, train=train)
         h = attn("mid_attn")(h)
@@ -165,6 +167,6 @@ class UNet(nn.Module):
             if i != 0:
                 b, hh, ww, c = h.shape
                 h = jax.image.resize(h, (b, 2 * hh, 2 * ww, c), method="nearest")
-                h = nn.Conv(self.channels[i - 1], (3, 3), name=f"up{i}_upsample", **dt)(h)
+                h = conv(self.channels[i - 1], (3, 3), name=f"up{i}_upsample", **dt)(h)
         h = nn.swish(nn.GroupNorm(self.groups, name="norm_out", **dt)(h))
-        return nn.Conv(x.shape[-1], (3, 3), kernel_init=zeros, name="conv_out", **dt)(h)
+        return conv(x.shape[-1], (3, 3), kernel_init=zeros, name="conv_out", **dt)(h)

@@ -36,6 +36,8 @@ def base_config(recipe: str) -> ml_collections.ConfigDict:
     c.grad_accum_steps = 1  # K: each batch as K microbatches under lax.scan, one update
     c.dtype = "float32"  # compute dtype: float32 | bfloat16 (params stay float32)
     c.opt_state_dtype = "float32"  # optimizer moments: float32 | bfloat16
+    c.data_threads = 1  # threads building the next batches while a step runs (0: none)
+    c.data_workers = 0  # grain worker processes building batches instead (jaxdl.data.pipeline)
     c.profile_steps = ""  # "START:STOP": trace those steps into <workdir>/profile
     # The mesh (jaxdl.train.sharding): batch over data x fsdp, large parameters and their
     # moments split along fsdp, heads and MLP width along tensor; -1: the devices left.
@@ -88,6 +90,7 @@ class Context:
     is_main: bool = True
     verbose: bool = True
     figures: bool = True  # write figures into the workdir (training: yes; `jaxdl eval`: no)
+    rules: Any = sharding.LOGICAL_AXIS_RULES  # places activation constraints on the mesh
 
     def put_batch(self, batch):
         return batch if self.mesh is None else parallel.shard_batch(batch, self.mesh)
@@ -96,11 +99,17 @@ class Context:
         """`fn(state, batch) -> out` jitted for this context's mesh (XLA's eval options)."""
         if self.mesh is None:
             return compile_eval(fn)
-        return parallel.compile_sharded_eval_step(fn, self.mesh)
+        return parallel.compile_sharded_eval_step(fn, self.mesh, rules=self.rules)
 
     def eval_step(self, task: Task, **kw) -> Callable:
         return self.compile_eval(make_eval_step(task.loss_fn, task.model,
                                                 preprocess=task.preprocess, **kw))
+
+    def local(self, tree):
+        """The whole of `tree` on this process's first device, for what runs per process
+        (generation, figures). Arrays split across processes (FSDP over hosts) are
+        gathered, so every process calls this, also where only process 0 draws."""
+        return tree if self.mesh is None else parallel.local_copy(tree)
 
     @property
     def shard(self) -> dict:

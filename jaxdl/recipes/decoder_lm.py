@@ -1,47 +1,98 @@
 """A GPT-style decoder-only Transformer, character level, on tiny shakespeare.
 
-The default config is nanoGPT's documented CPU run of `shakespeare_char` (4 layers,
-4 heads, 128 wide, context 64, batch 12, 2000 iterations, dropout 0, AdamW lr 1e-3 with
-100 warmup steps and cosine decay to 1e-4, beta2 0.99, weight decay 0.1 on matrices
-only, gradient clipping 1.0, no biases, tied embeddings), on the same 90/10 split.
-Validation reads every non-overlapping 64-character window of the val split, where
-nanoGPT's printed figure estimates it from 20 random batches. Samples come from the KV
-cache. `build` is the one definition of the recipe: the runner, the nanoGPT replay
-(benchmarks/nanogpt_replay.py), the benchmarks and the golden test use it.
+Two recipes on the same data, model class and train step:
+
+- the default, jaxdl's own: rotary positions, RMSNorm, QK-norm, ReLU^2 MLP, untied
+  head, zero-initialised output projections, logit soft-capping; Muon on the hidden
+  matrices with AdamW on the rest, warmup then linear decay to zero. It was chosen by
+  `benchmarks/lm_sweep.py` at a fixed wall-clock budget (README, Transformers, ablation);
+- `nanogpt_config()` (`--config=configs/nanogpt_shakespeare_char.py`): nanoGPT's
+  documented CPU run of `shakespeare_char` (4 layers, 4 heads, 128 wide, context 64,
+  batch 12, 2000 iterations, dropout 0, AdamW lr 1e-3 with 100 warmup steps and cosine
+  decay to 1e-4, beta2 0.99, weight decay 0.1 on matrices only, gradient clipping 1.0, no
+  biases, tied embeddings, learned positions, LayerNorm, GELU), followed step for step.
+
+Both use nanoGPT's 90/10 split. Validation reads every non-overlapping window of the val
+split, where nanoGPT's printed figure estimates it from 20 random batches. Samples come
+from the KV cache. `build_model_and_optimizer` is the one definition of a recipe: the
+runner, the nanoGPT replay (benchmarks/nanogpt_replay.py), the benchmarks and the golden
+test use it. Keys missing from an older workdir's config.json mean nanoGPT's choice.
 """
 
+import jax
+from optax.contrib import MuonDimensionNumbers
+
 from jaxdl.nn.transformer import DecoderLM
+from jaxdl.recipes import schema
 from jaxdl.recipes.base import Task, count_params, steady_step_rate
 from jaxdl.recipes.language_model import LanguageModel, example_tokens, text_config
 from jaxdl.tasks import language
-from jaxdl.train import make_optimizer, make_schedule
+from jaxdl.train import make_optimizer, make_schedule, muon_adamw
+
+# What nanoGPT's GPT does, for every architecture and optimizer key (and for workdirs
+# saved before the key existed).
+NANOGPT = dict(positional="learned", norm="layernorm", qk_norm=False, mlp="gelu", mlp_dim=0,
+               tie_embeddings=True, zero_init_out=False, logit_softcap=0.0,
+               optimizer="adamw", schedule="warmup_cosine", muon_learning_rate=0.0,
+               muon_weight_decay=0.0)
 
 
 class DecoderLanguageModel(LanguageModel):
     name = "decoder_lm"
     description = "decoder-only Transformer language model"
     throughput_unit = "tokens"
+    rules = {
+        "positional": schema.Choice("rotary", "learned", "sinusoidal"),
+        "norm": schema.Choice("rmsnorm", "layernorm"),
+        "mlp": schema.Choice("relu2", "gelu", "swiglu"),
+        "mlp_dim": schema.count(1 << 20, 0),
+        "optimizer": schema.Choice("muon", "adamw"),
+        "schedule": schema.Choice("warmup_linear", "warmup_cosine"),
+        "logit_softcap": schema.Rule(0.0, 1e4, example=15.0),
+        "muon_learning_rate": schema.Rule(0.0, 10.0, example=0.02),
+        "muon_weight_decay": schema.Rule(0.0, 10.0, example=0.0),
+    }
 
     def get_config(self):
         c = text_config(self.name)
-        c.num_layers = 4  # n_layer
-        c.num_heads = 4  # n_head
-        c.dim = 128  # n_embd
-        c.seq_len = 64  # block_size (context)
+        c.num_layers = 4
+        c.num_heads = 4
+        c.dim = 128
+        c.seq_len = 64  # context
         c.dropout = 0.0
-        c.use_bias = False  # nanoGPT's bias=False
-        c.positional = "learned"  # learned | sinusoidal
-        c.batch_size = 12
-        c.num_steps = 2000  # max_iters
-        c.batches_per_epoch = 250  # one curve point and checkpoint every this many steps
-        c.learning_rate = 1e-3
-        c.min_learning_rate = 1e-4
-        c.warmup_steps = 100
+        c.use_bias = False
+        c.positional = "rotary"  # rotary | learned | sinusoidal
+        c.norm = "rmsnorm"  # rmsnorm | layernorm
+        c.qk_norm = True
+        c.mlp = "relu2"  # relu2 | gelu | swiglu
+        c.mlp_dim = 0  # 0: 4 x dim
+        c.tie_embeddings = False
+        c.zero_init_out = True
+        c.logit_softcap = 15.0  # 0: off
+        c.batch_size = 32
+        c.num_steps = 300  # ~75% of the wall time nanoGPT's recipe needs (README: the race)
+        c.batches_per_epoch = 100  # one curve point and checkpoint every this many steps
+        c.optimizer = "muon"  # muon (hidden matrices) + adamw (the rest) | adamw
+        c.muon_learning_rate = 0.02
+        c.muon_weight_decay = 0.0
+        c.learning_rate = 3e-3  # AdamW's (all parameters with optimizer=adamw)
+        c.min_learning_rate = 0.0
+        c.schedule = "warmup_linear"  # warmup_linear | warmup_cosine
+        c.warmup_steps = 30
         c.beta2 = 0.99
-        c.weight_decay = 0.1  # decoupled (AdamW), on matrices and embeddings only
+        c.weight_decay = 0.0  # AdamW's, decoupled, on matrices and embeddings only
         c.grad_clip_norm = 1.0
         c.remat = "none"  # none | block | full: recompute block activations (jaxdl.nn.remat)
         c.attention_impl = "auto"  # auto | xla | cudnn (flash attention on GPUs; nn.attention)
+        return c
+
+    def nanogpt_config(self):
+        """nanoGPT's CPU `shakespeare_char` recipe (configs/nanogpt_shakespeare_char.py)."""
+        c = self.get_config()
+        c.update(NANOGPT)
+        c.update(batch_size=12, seq_len=64, num_steps=2000, batches_per_epoch=250,
+                 learning_rate=1e-3, min_learning_rate=1e-4, warmup_steps=100, beta2=0.99,
+                 weight_decay=0.1, grad_clip_norm=1.0)
         return c
 
     def build_task(self, config, data) -> Task:
@@ -61,16 +112,57 @@ class DecoderLanguageModel(LanguageModel):
         return out
 
 
+def _key(config, name):
+    return config.get(name, NANOGPT[name])
+
+
+def build_model(config, vocab_size: int) -> DecoderLM:
+    return DecoderLM(vocab_size, num_layers=config.num_layers, num_heads=config.num_heads,
+                     dim=config.dim, max_len=config.seq_len, dropout=config.dropout,
+                     use_bias=config.use_bias, positional=config.positional,
+                     norm=_key(config, "norm"), qk_norm=_key(config, "qk_norm"),
+                     mlp=_key(config, "mlp"), mlp_dim=_key(config, "mlp_dim"),
+                     tie_embeddings=_key(config, "tie_embeddings"),
+                     zero_init_out=_key(config, "zero_init_out"),
+                     logit_softcap=_key(config, "logit_softcap"),
+                     remat=config.get("remat", "none"),
+                     attention_impl=config.get("attention_impl", "auto"))
+
+
+def muon_dimensions(params):
+    """Muon's parameters, labelled by name: every kernel inside a block (attention's
+    query/key/value (embed, heads, kv) and out (heads, kv, embed), the MLP's matrices),
+    each with its input and output axes; None (AdamW) for the token embedding, the
+    positions, the output head, the norms' gains and any bias."""
+
+    def label(path, x):
+        names = [str(getattr(k, "key", k)) for k in path]
+        if names[-1] != "kernel" or not names[0].startswith("block"):
+            return None
+        if names[-2] in ("query", "key", "value"):
+            return MuonDimensionNumbers(reduction_axis=0, output_axis=(1, 2))
+        if names[-2] == "out":
+            return MuonDimensionNumbers(reduction_axis=(0, 1), output_axis=2)
+        return MuonDimensionNumbers(0, 1) if x.ndim == 2 else None
+
+    return jax.tree_util.tree_map_with_path(label, params)
+
+
 def build_model_and_optimizer(config, vocab_size: int):
-    """(model, optimizer, schedule): the recipe, for every caller."""
-    model = DecoderLM(vocab_size, num_layers=config.num_layers, num_heads=config.num_heads,
-                      dim=config.dim, max_len=config.seq_len, dropout=config.dropout,
-                      use_bias=config.use_bias, positional=config.positional,
-                      remat=config.get("remat", "none"),
-                      attention_impl=config.get("attention_impl", "auto"))
-    lr = make_schedule(config.learning_rate, "warmup_cosine", total_steps=config.num_steps,
-                       warmup_steps=config.warmup_steps,
-                       min_learning_rate=config.min_learning_rate)
-    tx = make_optimizer("adamw", lr, config.weight_decay, b2=config.beta2,
-                        grad_clip_norm=config.grad_clip_norm, decay_matrices_only=True)
+    """(model, optimizer, schedule): the recipe, for every caller. With Muon, the
+    returned schedule (logged as the learning rate) is AdamW's."""
+    model = build_model(config, vocab_size)
+    kind = _key(config, "schedule")
+    schedule = lambda peak: make_schedule(  # noqa: E731
+        peak, kind, total_steps=config.num_steps, warmup_steps=config.warmup_steps,
+        min_learning_rate=config.min_learning_rate * peak / config.learning_rate)
+    lr = schedule(config.learning_rate)
+    if _key(config, "optimizer") == "muon":
+        tx = muon_adamw(schedule(config.muon_learning_rate), lr, muon_dimensions,
+                        weight_decay=config.muon_weight_decay,
+                        adam_weight_decay=config.weight_decay, b2=config.beta2,
+                        grad_clip_norm=config.grad_clip_norm)
+    else:
+        tx = make_optimizer("adamw", lr, config.weight_decay, b2=config.beta2,
+                            grad_clip_norm=config.grad_clip_norm, decay_matrices_only=True)
     return model, tx, lr

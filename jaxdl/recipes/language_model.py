@@ -54,8 +54,16 @@ class LanguageModel(Recipe):
 
     def load_data(self, config) -> TextData:
         """The corpus as ids, the vocabulary built on the whole text (as nanoGPT's)."""
-        text = textdata.load_text(config.text, config.text_path)
         level = config[self.level_key] if self.level_key else "char"
+        if config.text_path.startswith("array_record:"):  # `jaxdl data prepare --source=text:`
+            from jaxdl.data import records
+
+            vocab, train_ids, val_ids = records.load_text(config.text_path[len("array_record:"):])
+            if vocab.level != level:
+                raise UserError(f"{config.text_path} holds {vocab.level}-level tokens, this "
+                                f"run asks for {level}; prepare it with --level {level}")
+            return TextData(vocab, train_ids, val_ids, level)
+        text = textdata.load_text(config.text, config.text_path)
         vocab = textdata.make_vocab(level, text)
         train_ids, val_ids = textdata.train_val_split(vocab.encode(text), config.val_fraction)
         return TextData(vocab, train_ids, val_ids, level)
@@ -116,7 +124,7 @@ class LanguageModel(Recipe):
         val = self.val_metrics(config, task, data, state, ctx)
         ctx.say(f"Validation: loss {val['loss']:.4f} nats/token, {val['bits_per_token']:.3f} "
                 f"bits/token, perplexity {val['perplexity']:.2f}")
-        params = jax.device_get(state.params)  # generation runs on one device per process
+        params = ctx.local(state.params)  # generation runs on one device per process
         sample = self.continuation(config, task, data, params, config.prompt,
                                    config.sample_tokens, config.seed + 1)
         unit = "characters" if data.level == "char" else "tokens"

@@ -87,6 +87,8 @@ RULES = {
     "log_every": count(example=50),
     "grad_accum_steps": positive_int(1 << 16, 1),
     "checkpoint_every": count(example=250),
+    "data_threads": count(256, example=1),
+    "data_workers": count(256, example=2),
     "eval_every": count(example=250),
     "learning_rate": Rule(1e-12, 10.0, example=1e-3),
     "min_learning_rate": Rule(0.0, 10.0, example=1e-4),

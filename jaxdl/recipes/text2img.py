@@ -160,7 +160,7 @@ class TextToImageDiffusion(Recipe):
         names = class_names(prompts.class_phrases(tokenizer.prompt_set))
 
         def grid(state, step, writer):
-            images = generate(sample_fn, jax.device_get(state.ema_params), grid_tokens,
+            images = generate(sample_fn, ctx.local(state.ema_params), grid_tokens,
                               jax.random.PRNGKey(config.seed), config.guidance, batch)
             acc = float(np.mean(fid.features(feature_fn, variables, images)[0].argmax(-1)
                                 == grid_labels))
@@ -182,7 +182,7 @@ class TextToImageDiffusion(Recipe):
         names = class_names(prompts.class_phrases(tokenizer.prompt_set))
         n = config.fid_samples
         tokens, labels = eval_prompts(tokenizer, n)
-        images = generate(self.sampler(config, task), jax.device_get(state.ema_params), tokens,
+        images = generate(self.sampler(config, task), ctx.local(state.ema_params), tokens,
                           jax.random.PRNGKey(config.seed + 1), config.guidance,
                           train.num_classes * config.grid_per_class)
         gen_logits, gen_feats = fid.features(feature_fn, variables, images)

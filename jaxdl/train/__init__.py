@@ -1,6 +1,6 @@
 """How it is learned, identical for every task: state, step, optimizers, loop, checkpoints."""
 
-from jaxdl.train.optim import make_optimizer, make_schedule
+from jaxdl.train.optim import make_optimizer, make_schedule, muon_adamw
 from jaxdl.train.state import TrainState, create_train_state
 from jaxdl.train.step import make_eval_step, make_train_step, reduce_metrics
 
@@ -10,6 +10,7 @@ __all__ = [
     "make_eval_step",
     "make_optimizer",
     "make_schedule",
+    "muon_adamw",
     "make_train_step",
     "reduce_metrics",
 ]

@@ -26,6 +26,7 @@ against the loader on resume by `check_data_position`) and the curves so far.
 """
 
 import contextlib
+import os
 import shutil
 import time
 from pathlib import Path
@@ -34,7 +35,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxdl.errors import UserError
+from jaxdl import storage
+from jaxdl.errors import UserError, first_line
 from jaxdl.train.noise import is_disk_full, quiet_orbax
 
 TMP_SUFFIX = ".orbax-checkpoint-tmp"
@@ -44,7 +46,8 @@ COMMIT_FILE = "commit_success.txt"
 class Checkpointer:
     def __init__(self, directory: str | Path, *, max_to_keep: int = 3, async_save: bool = True,
                  cleanup: bool = False):
-        self.directory = Path(directory).absolute()
+        self.directory = (storage.remote(directory) if storage.is_remote(directory)
+                          else Path(directory).absolute())  # gs://: jaxdl.storage
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -56,7 +59,9 @@ class Checkpointer:
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, enable_async_checkpointing=async_save, create=True
         )
-        self.manager = ocp.CheckpointManager(self.directory, options=options)
+        self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers={
+            "state": ocp.StandardCheckpointHandler(use_ocdbt=use_ocdbt()),
+            "meta": ocp.JsonCheckpointHandler()})
 
     def save(self, step: int, state, meta: dict, *, force: bool = True) -> None:
         """Start saving `step` (asynchronously: the arrays are copied off the devices before
@@ -94,9 +99,11 @@ class Checkpointer:
         Each step's stored tree (parameter paths and shapes, from its metadata) is compared
         with `template` before any array is read: a mismatch is a UserError naming the first
         differing parameter (the checkpoint belongs to another model or config); a step whose
-        metadata or arrays cannot be read is corrupt, and the previous step is tried."""
+        metadata or arrays cannot be read is corrupt, and the previous step is tried.
+        Leaves of `template` without a sharding (`eval_shape`'s) restore onto this
+        process's first device, whatever mesh or processes saved them."""
         steps = sorted(self.manager.all_steps(), reverse=True)
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+        abstract = jax.tree.map(_with_sharding, template)
         damaged = []
         for i, step in enumerate(steps):
             try:
@@ -143,7 +150,7 @@ class Checkpointer:
     @staticmethod
     def _fall_back(step: int, older: list[int], e: Exception) -> None:
         if older:
-            print(f"Checkpoint step {step} is unreadable ({_first_line(e)}); "
+            print(f"Checkpoint step {step} is unreadable ({first_line(e)}); "
                   f"falling back to step {older[0]}.", flush=True)
 
     def _move_aside(self, steps: list[int]) -> None:
@@ -169,6 +176,22 @@ class Checkpointer:
             self.manager.close()
 
 
+def use_ocdbt() -> bool:
+    """OCDBT (orbax's default: a step's arrays in one database) unless
+    `JAXDL_CHECKPOINT_OCDBT=0`: one zarr directory per array instead. The Cloud Storage
+    emulator needs it off: objects big enough for its resumable uploads come back with a
+    storage generation tensorstore cannot parse, and OCDBT's manifest updates are
+    conditional on it ("Malformed StorageGeneration"). Restores read either layout."""
+    return os.environ.get("JAXDL_CHECKPOINT_OCDBT", "1").strip().lower() not in ("0", "false")
+
+
+def _rmtree(path) -> None:
+    if isinstance(path, Path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:  # an epath on Cloud Storage
+        path.rmtree(missing_ok=True)
+
+
 def remove_unfinished(directory: Path) -> list[str]:
     """Remove what a process killed mid-save or mid-delete leaves; returns the names removed.
 
@@ -177,20 +200,32 @@ def remove_unfinished(directory: Path) -> list[str]:
     - a numbered step without `commit_success.txt` that is older than a step with one:
       orbax writes that file before the rename, so such a step was being deleted (keep N)
       when the process died. The newest step is never removed.
+    - on Cloud Storage (no rename there: orbax writes the step in place and the marker
+      last), every numbered step without `commit_success.txt`.
     """
     removed = []
+    if not directory.exists():  # Cloud Storage: no objects under the prefix yet
+        return removed
     for tmp in sorted(directory.glob(f"*{TMP_SUFFIX}*")):
         print(f"Removing unfinished checkpoint {tmp.name} (cut off mid-save).")
-        shutil.rmtree(tmp, ignore_errors=True)
+        _rmtree(tmp)
         removed.append(tmp.name)
     steps = sorted((int(p.name), p) for p in directory.iterdir() if p.name.isdigit() and p.is_dir())
     committed = [s for s, p in steps if (p / COMMIT_FILE).exists()]
+    if not isinstance(directory, Path):  # Cloud Storage: no rename, the marker is the commit
+        for step, path in steps:
+            if step not in committed:
+                print(f"Removing unfinished checkpoint step {step} (no {COMMIT_FILE}: cut "
+                      "off mid-save).")
+                _rmtree(path)
+                removed.append(path.name)
+        return removed
     if committed:
         for step, path in steps:
             if step < committed[-1] and not (path / COMMIT_FILE).exists():
                 print(f"Removing half-deleted checkpoint step {step} (cut off while old "
                       "checkpoints were deleted).")
-                shutil.rmtree(path, ignore_errors=True)
+                _rmtree(path)
                 removed.append(path.name)
     return removed
 
@@ -253,6 +288,14 @@ def _is_key_array(value) -> bool:
     return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
 
 
+def _with_sharding(leaf):
+    leaf = ocp.utils.to_shape_dtype_struct(leaf)
+    if isinstance(leaf, jax.ShapeDtypeStruct) and leaf.sharding is None:
+        return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=jax.sharding.
+                                    SingleDeviceSharding(jax.local_devices()[0]))
+    return leaf
+
+
 def _first_mismatch(stored: dict, abstract) -> str | None:
     """The first difference between a checkpoint's `{path: shape}` and the template's tree,
     in words, or None when every parameter is present in both with the same shape."""
@@ -272,15 +315,11 @@ def _first_mismatch(stored: dict, abstract) -> str | None:
     return None
 
 
-def _first_line(e: Exception) -> str:
-    text = str(e).strip().split(" See full TensorStore details")[0].splitlines()
-    return text[0][:200] if text else type(e).__name__
-
 
 def restore_from_workdir(workdir: str | Path, template, *, fix: str):
     """`(state, meta, step)` from the newest checkpoint of a run's workdir, for sampling,
     evaluation or analysis; a workdir with none is a UserError whose message ends in `fix`."""
-    ckpt = Checkpointer(Path(workdir) / "checkpoints")
+    ckpt = Checkpointer(storage.checkpoint_dir(workdir))
     try:
         restored = ckpt.restore_latest(template)
     finally:

@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from jaxdl import storage
 from jaxdl.errors import UserError
 from jaxdl.train.checkpoint import Checkpointer, check_data_position, data_position
 from jaxdl.train.compile import compile_step, train_compiler_options
@@ -101,8 +102,9 @@ def fit(state, train_step: Callable, loader, *, workdir: str | Path, epochs: int
     `check_every`: steps between the host syncs that check the loss is finite (and update
     the progress bar); the loss is also checked before every save.
     `log_every`: steps between rows of `train/loss` (and accuracy, learning rate,
-    throughput) in `metrics.jsonl` and the event files (None: epoch rows only); `log`
-    False writes neither (a helper run inside another run's workdir).
+    throughput, and `train/seconds`: wall seconds since this call's first step, evaluations
+    left out, compiling and saving counted) in `metrics.jsonl` and the event files (None:
+    epoch rows only); `log` False writes neither (a helper run inside another run's workdir).
     `learning_rate`: the optax schedule (or constant), logged as `train/learning_rate`.
     `on_start()` runs once the checkpoint (if any) has restored and fits this run, before
     the first step: the runner writes `config.json` there, so a refused rerun changes
@@ -119,7 +121,8 @@ def fit(state, train_step: Callable, loader, *, workdir: str | Path, epochs: int
     is_main = jax.process_index() == 0
     watch = PreemptionWatch()
     with WorkdirLock(workdir), watch:
-        ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=max_to_keep, cleanup=True)
+        ckpt = Checkpointer(storage.checkpoint_dir(workdir), max_to_keep=max_to_keep,
+                            cleanup=True)
         loop = _Loop(loader, ckpt, watch, workdir=workdir, total=total,
                      checkpoint_every=checkpoint_every, put_batch=put_batch,
                      verbose=verbose and is_main, block_every_step=block_every_step,
@@ -186,6 +189,7 @@ class _Loop:
         self.writer = MetricWriter(self.workdir, resume_step=step, enabled=self.log)
         self.guard = FiniteGuard(self.ckpt, step if restored is not None else None)
         partial, stop = [], False
+        self.clock0 = time.perf_counter()  # train/seconds: evaluations are taken out
         while step < self.total and not stop:
             pos = loader.position(step)
             n_batches = min(per_epoch - pos.batch, self.total - step)
@@ -255,6 +259,7 @@ class _Loop:
         values = {f"train/{k}": v for k, v in reduce_metrics(sums).items() if k != "count"}
         seconds = max(now - self.window_t0, 1e-9)
         values["train/throughput"] = float(sums.get("count", 0.0)) / seconds
+        values["train/seconds"] = now - self.clock0
         if self.learning_rate is not None:
             lr = self.learning_rate
             values["train/learning_rate"] = float(lr(max(step - 1, 0)) if callable(lr) else lr)
@@ -273,6 +278,7 @@ class _Loop:
         spent = time.perf_counter() - t  # evaluation time is not training time
         self.t0 += spent
         self.window_t0 += spent
+        self.clock0 += spent
 
 
 def evaluate(eval_step: Callable, state, loader, *, put_batch: Callable = lambda b: b) -> dict:

@@ -51,8 +51,21 @@ class _DropDiskFullLogs(logging.Filter):
         return not (exc is not None and is_disk_full(exc))
 
 
+class _DropFailedReadTasks(logging.Filter):
+    """A failed restore leaves orbax's other concurrent array reads as asyncio tasks whose
+    errors nobody retrieves; asyncio logs each when it is collected, possibly long after
+    `quiet_orbax` has ended. The restore itself raised and was reported in one line, so
+    tensorstore's failed reads and opens alone are dropped here."""
+
+    def filter(self, record) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (record.getMessage().startswith("Task exception was never retrieved")
+                    and exc is not None and "tensorstore_spec" in str(exc))
+
+
 for _name in ("absl", "asyncio"):  # asyncio: "Task exception was never retrieved"
     logging.getLogger(_name).addFilter(_DropDiskFullLogs())
+logging.getLogger("asyncio").addFilter(_DropFailedReadTasks())
 
 
 def _drop_closed_loop_noise(kind, value, tb) -> None:

@@ -9,6 +9,11 @@ Weight decay comes in two kinds, and the name says which:
   Hutter; `torch.optim.AdamW`): `optax.adamw(lr, weight_decay=wd)`.
 
 The reference CNN recipe is `adam` with lr 1e-3 and weight decay 1e-4 (coupled).
+
+`muon_adamw` is the split modern speedruns use (modded-nanogpt, Keller Jordan 2024):
+Muon (momentum orthogonalised by Newton-Schulz, `optax.contrib.muon`) for the hidden
+weight matrices, AdamW for everything else (embeddings, output head, gains, biases); the
+caller labels which parameter is which, since only it knows what a hidden matrix is.
 """
 
 import jax
@@ -18,7 +23,7 @@ import optax
 from jaxdl.errors import UserError
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop")
-SCHEDULES = ("constant", "cosine", "warmup_cosine", "warmup_constant")
+SCHEDULES = ("constant", "cosine", "warmup_cosine", "warmup_constant", "warmup_linear")
 
 
 def make_schedule(
@@ -29,7 +34,9 @@ def make_schedule(
     warmup_steps: int = 0,
     min_learning_rate: float = 0.0,
 ) -> optax.Schedule:
-    """A learning-rate schedule from optax: constant, cosine, or either after linear warmup.
+    """A learning-rate schedule from optax: constant, cosine, or either after linear warmup;
+    `warmup_linear` decays linearly from the peak to `min_learning_rate` at `total_steps`.
+    With `min_learning_rate=0` the cosine and linear ones decay to zero.
 
     Warmup is nanoGPT's: step `i < warmup_steps` takes `lr * (i + 1) / (warmup_steps + 1)`,
     so the first update already moves the weights (a warmup from 0 would waste step 0 and
@@ -44,6 +51,16 @@ def make_schedule(
              optax.constant_schedule(learning_rate)],
             [max(warmup_steps, 1)],
         )
+    if schedule == "warmup_linear":
+        if total_steps <= 0:
+            raise UserError(f"schedule {schedule!r} needs total_steps > 0; set the run length")
+        warmup = max(warmup_steps, 1)
+        return optax.join_schedules(
+            [optax.linear_schedule(_warmup_start(learning_rate, warmup_steps), learning_rate,
+                                   warmup),
+             optax.linear_schedule(learning_rate, min_learning_rate,
+                                   max(total_steps - warmup, 1))],
+            [warmup])
     if schedule in ("cosine", "warmup_cosine"):
         if total_steps <= 0:
             raise UserError(f"schedule {schedule!r} needs total_steps > 0; set the run length")
@@ -124,3 +141,31 @@ def with_state_dtype(tx: optax.GradientTransformation, dtype) -> optax.GradientT
         return updates, cast(state, dtype)
 
     return optax.GradientTransformationExtraArgs(init, update)
+
+
+def muon_adamw(
+    learning_rate: float | optax.Schedule,
+    adam_learning_rate: float | optax.Schedule,
+    dimension_numbers,
+    *,
+    weight_decay: float = 0.0,
+    adam_weight_decay: float = 0.0,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    beta: float = 0.95,
+    grad_clip_norm: float | None = None,
+) -> optax.GradientTransformation:
+    """Muon on the parameters `dimension_numbers(params)` labels with an
+    `optax.contrib.MuonDimensionNumbers` (which axes are the matrix's input and output;
+    others are batch axes), AdamW on those it labels None.
+
+    `learning_rate` is Muon's (an orthogonalised update has unit spectral norm, so its
+    good rates are ~0.02-0.05 whatever the width), `adam_learning_rate` AdamW's; decay
+    is decoupled on both sides (multiplied by the learning rate, as in PyTorch).
+    """
+    core = optax.contrib.muon(
+        learning_rate, beta=beta, weight_decay=weight_decay, adam_b1=b1, adam_b2=b2,
+        adam_weight_decay=adam_weight_decay, adam_learning_rate=adam_learning_rate,
+        muon_weight_dimension_numbers=dimension_numbers)
+    return optax.chain(optax.clip_by_global_norm(grad_clip_norm), core) if grad_clip_norm \
+        else core

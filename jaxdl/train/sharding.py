@@ -8,10 +8,12 @@ The mesh has three axes (`jaxdl.train.parallel.make_mesh`):
     tensor  Megatron tensor parallelism: attention heads and MLP width are split over it
 
 Models name their parameters' axes with `nn.with_logical_partitioning` (the Transformers:
-`embed`, `mlp`, `heads`, `kv`, `vocab`); `LOGICAL_AXIS_RULES` maps each name to mesh axes
+`embed`, `mlp`, `heads`, `kv`, `vocab`; conv nets, the MLP and the UNet: `conv_in`,
+`conv_out`, `fc_in`, `fc_out`); `LOGICAL_AXIS_RULES` maps each name to mesh axes
 (`--config.logical_axis_rules` replaces the table). Parameters without names, and named
 ones none of whose axes reach `fsdp`, are split along `fsdp` on their largest dimension
-that divides evenly (so FSDP works for every model: CNN kernels, RNN cells, UNet convs).
+that divides evenly (so FSDP works for every model: the RNN cells, a conv whose output
+channels do not divide).
 Parameters under `MIN_SHARD_SIZE` elements stay whole on every device (all-gathering them
 costs more than they weigh). A dimension that does not divide its split is left whole
 (a 65-character vocabulary over tensor=2; GPT-2 pads its vocabulary to 50304 for this),
@@ -42,6 +44,17 @@ LOGICAL_AXIS_RULES = (
     ("kv", None),
     ("norm", None),
     ("position", None),
+    ("conv_in", None),
+    ("conv_out", "fsdp"),
+    ("fc_in", "fsdp"),
+    ("fc_out", None),
+    # activations (jaxdl.nn.sharding.constrain): the batch split, the residual width whole
+    ("length", None),
+    ("act_embed", None),
+    ("act_mlp", "tensor"),
+    ("act_heads", "tensor"),
+    ("act_kv", None),
+    ("act_vocab", "tensor"),
 )
 MIN_SHARD_SIZE = 4096  # elements: smaller parameters (biases, norm scales) are replicated
 STRUCTURAL = ("heads", "mlp")  # tensor parallelism must split these evenly, or refuse

@@ -1,0 +1,162 @@
+"""`--workdir gs://bucket/run` against a Cloud Storage emulator this test starts on
+127.0.0.1 (gcp-storage-emulator, in memory) and stops: train, cut the network mid-save and
+SIGKILL, resume bitwise, then every `jaxdl` subcommand from the bucket; and the one-line
+errors for a bucket that does not exist, no credentials and an unknown scheme."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxdl import storage
+from jaxdl.errors import UserError
+from tests.network import Network
+from tests.processes import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+EMULATOR = Path(sys.executable).with_name("gcp-storage-emulator")  # .[dev]
+TRAIN = ["--config.recipe=image_classifier", "--config.dataset=mnist_5k", "--config.epochs=1",
+         "--config.checkpoint_every=20", "--config.log_every=10"]  # 63 steps of 64
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory):
+    """The emulator's environment (its port, the test token, a cache for mirrors)."""
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("emulator") / "log", "w")  # noqa: SIM115
+    proc = subprocess.Popen([str(EMULATOR), "start", "--host=127.0.0.1", f"--port={port}",
+                             "--in-memory"], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    env = {"STORAGE_EMULATOR_HOST": url, "TENSORSTORE_GCS_HTTP_URL": url,
+           "GOOGLE_AUTH_TOKEN_FOR_TESTING": "x", "JAXDL_CHECKPOINT_OCDBT": "0",
+           "JAXDL_CACHE": str(tmp_path_factory.mktemp("cache"))}
+    try:
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage as gcs
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                os.environ["STORAGE_EMULATOR_HOST"] = url
+                gcs.Client(credentials=AnonymousCredentials(), project="t").create_bucket("run")
+                break
+            except Exception:  # noqa: BLE001 - not listening yet
+                assert time.monotonic() < deadline and proc.poll() is None, "no emulator"
+                time.sleep(0.2)
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        yield env
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    finally:
+        proc.kill()
+        proc.wait()
+        log.close()
+
+
+def _jaxdl(args, env, **kw):
+    return subprocess.run([sys.executable, "-m", "jaxdl.cli", *args], cwd=ROOT, env={
+        **os.environ, **env}, capture_output=True, text=True, timeout=300, **kw)
+
+
+def _state(workdir: str):
+    import jax
+
+    from jaxdl import run
+
+    return [np.asarray(x) for x in jax.tree.leaves(run.load(workdir).state)]
+
+
+@pytest.mark.slow
+def test_a_gs_workdir_killed_mid_save_in_an_outage_resumes_bitwise_and_serves_every_command(
+        emulator, tmp_path):
+    """The run reaches the bucket through a proxy (tests/network.py). After the step-20
+    checkpoint is complete the network is cut in the middle of step 40's upload (its third
+    object), and the run is SIGKILLed while orbax retries. With the network back, the same
+    command resumes from step 20 (the half-written step 40 removed) and ends bitwise equal
+    to an uninterrupted local run."""
+    local = _jaxdl(["train", *TRAIN, "--workdir", str(tmp_path / "local")], emulator)
+    assert local.returncode == 0, local.stderr[-2000:]
+    url = "gs://run/cnn"
+    net = Network(int(emulator["STORAGE_EMULATOR_HOST"].rsplit(":", 1)[1]))
+    through = {"STORAGE_EMULATOR_HOST": net.url, "TENSORSTORE_GCS_HTTP_URL": net.url}
+    net.cut_at(b"name=cnn%2Fcheckpoints%2F40%2F", 3)  # tensorstore's uploads of step 40
+    log = tmp_path / "killed.log"  # a file, not a pipe nobody reads while we wait
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "jaxdl.cli", "train", *TRAIN,
+                                 "--workdir", url], cwd=ROOT, stdout=out,
+                                stderr=subprocess.STDOUT,
+                                env={**os.environ, **emulator, **through})
+    try:
+        deadline = time.monotonic() + 240
+        while not net.down.is_set():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.1)
+        time.sleep(1.0)  # orbax is retrying against a dead network
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        net.close()
+    checkpoints = storage.remote(url) / "checkpoints"
+    assert (checkpoints / "20" / "commit_success.txt").exists()
+    assert (checkpoints / "40").exists() and not (checkpoints / "40" / "commit_success.txt"
+                                                  ).exists()  # killed mid-save
+    assert not (storage.remote(url) / "results.json").exists()  # killed mid-run
+    resumed = _jaxdl(["train", *TRAIN, "--workdir", url], emulator)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "Resuming from checkpoint step 20" in resumed.stdout, resumed.stdout[-2000:]
+    for a, b in zip(_state(str(tmp_path / "local")), _state(url), strict=True):
+        np.testing.assert_array_equal(a, b)  # bitwise: the uninterrupted local run
+    results = json.loads((storage.remote(url) / "results.json").read_text())
+    for name in ("config.json", "metrics.jsonl", "curves.png", "confusion_matrix.png"):
+        assert (storage.remote(url) / name).exists(), name
+    assert any(p.name.startswith("events.out.tfevents") for p in storage.remote(url).iterdir())
+    info = _jaxdl(["info", "--workdir", url], emulator)
+    assert info.returncode == 0 and "image_classifier" in info.stdout, info.stderr[-2000:]
+    ev = _jaxdl(["eval", "--workdir", url], emulator)
+    assert ev.returncode == 0, ev.stderr[-2000:]
+    evaluated = json.loads((storage.remote(url) / "eval.json").read_text())
+    assert evaluated["test_accuracy"] == pytest.approx(results["test_accuracy"])
+    from PIL import Image
+
+    from jaxdl.data import sources
+
+    image = tmp_path / "digit.png"
+    Image.fromarray(sources.mnist_5k_split().test.images[0, ..., 0]).save(image)
+    pred = _jaxdl(["predict", "--workdir", url, "--json", str(image)], emulator)
+    assert pred.returncode == 0, pred.stderr[-2000:]
+    assert json.loads(pred.stdout.splitlines()[-1])["file"] == str(image)
+
+
+def test_a_missing_bucket_and_an_unknown_scheme_are_one_line_before_training(emulator):
+    with pytest.raises(UserError, match="bucket gs://nosuchbucket does not exist"):
+        storage.local_workdir("gs://nosuchbucket/run")
+    with pytest.raises(UserError, match="unknown scheme 's3'"):
+        storage.local_workdir("s3://bucket/run")
+    r = _jaxdl(["train", *TRAIN, "--workdir", "gs://nosuchbucket/x"], emulator)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "does not exist" in r.stderr
+
+
+def test_no_credentials_is_one_line_before_training_and_reaches_no_network(tmp_path):
+    """No emulator, no key file, no gcloud config, and the metadata server (a TPU VM's
+    credentials) pointed at a closed loopback port and not probed: a one-line error."""
+    env = {k: v for k, v in os.environ.items() if k not in (
+        "STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS", "TENSORSTORE_GCS_HTTP_URL",
+        "GOOGLE_AUTH_TOKEN_FOR_TESTING")}
+    closed = f"127.0.0.1:{free_port()}"
+    env.update(CLOUDSDK_CONFIG=str(tmp_path / "gcloud"), HOME=str(tmp_path), NO_GCE_CHECK="true",
+               GCE_METADATA_HOST=closed, GCE_METADATA_IP=closed, JAXDL_CACHE=str(tmp_path / "c"))
+    r = subprocess.run([sys.executable, "-m", "jaxdl.cli", "train", *TRAIN, "--workdir",
+                        "gs://somebucket/run"], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr[-2000:]
+    assert "no Google Cloud credentials to reach gs://somebucket" in r.stderr
+    assert not (tmp_path / "c").exists()  # nothing written: the check comes first
