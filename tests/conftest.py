@@ -1,7 +1,32 @@
-"""Slow tests first: pytest-xdist hands tests out in collection order, so the long ones
+"""Suite-wide settings.
+
+Slow tests first: pytest-xdist hands tests out in collection order, so the long ones
 (child processes on fake devices) start at once and the short ones fill in around them,
-instead of one long test starting last while the other worker idles."""
+instead of one long test starting last while the other worker idles.
+
+One XLA compilation cache for the whole run (workers and every child process they start
+inherit the variable): a resumed or re-run `jaxdl` process, and the same tiny model in
+several tests, load the compiled program instead of compiling it again (the diffusion
+experiment's tests: 122 s -> 96 s from an empty cache on a 2-core EPYC). A cache hit is
+the same executable, so bitwise-resume tests are unaffected. The directory is removed at
+the end; set JAX_COMPILATION_CACHE_DIR yourself to keep one across runs.
+"""
+
+import os
+import shutil
+import tempfile
+
+_OWN_CACHE = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ and "PYTEST_XDIST_WORKER" not in os.environ:
+    _OWN_CACHE = tempfile.mkdtemp(prefix="jaxdl-test-xla-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _OWN_CACHE
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 
 def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable
+
+
+def pytest_unconfigure(config):
+    if _OWN_CACHE is not None:
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)

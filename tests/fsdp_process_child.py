@@ -21,8 +21,7 @@ STEPS = 8
 TINY = {"num_layers": 2, "dim": 64, "num_heads": 4, "seq_len": 16, "batch_size": 16,
         "num_steps": STEPS, "batches_per_epoch": 4, "warmup_steps": 1, "dropout": 0.1,
         "checkpoint_every": 2, "log_every": 1, "val_windows": 16, "eval_batch_size": 16,
-        "sample_tokens": 4, "distributed": True, "mesh.data": 1, "mesh.fsdp": 8,
-        "optimizer": "adamw"}  # Muon under FSDP: not yet verified (issue #17 note)
+        "sample_tokens": 4, "distributed": True, "mesh.data": 1, "mesh.fsdp": 8}
 
 
 def pausing(place_training):

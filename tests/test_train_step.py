@@ -119,7 +119,9 @@ def _lm_task():
     from jaxdl import recipes
 
     recipe = recipes.get("decoder_lm")
-    config = recipe.get_config()
+    # nanoGPT's recipe (AdamW): Muon's Newton-Schulz workspace would hide the falling
+    # activation memory the accumulation test measures.
+    config = recipe.nanogpt_config()
     config.update(num_layers=2, dim=32, num_heads=2, seq_len=16, batch_size=8)
     data = recipe.load_data(config)
     task = recipe.build(config, data)
@@ -149,7 +151,7 @@ def test_gradient_accumulation_equals_the_whole_batch_step():
         assert float(results[k][1]["count"]) == float(results[1][1]["count"]) == 6 * 16
         np.testing.assert_allclose(float(results[k][1]["loss_sum"]),
                                    float(results[1][1]["loss_sum"]), rtol=1e-5)
-    assert temp[4] < temp[2] < temp[1], temp  # measured (CPU): 9.2 MB -> 1.9 MB at K=4
+    assert temp[4] < temp[2] < temp[1], temp  # measured (XLA:CPU): 0.92 MB, 0.42 MB, 0.08 MB
 
 
 def test_gradient_accumulation_needs_equal_microbatches():

@@ -21,8 +21,8 @@ except `heads` and `mlp`, where tensor parallelism is the point: `heads=4 cannot
 over tensor=8` is an error.
 
 Optimizer moments and EMA parameters take their parameter's sharding (matched by the
-parameter's path and shape); everything else in the state (step, rng, counts, BatchNorm
-statistics) is replicated.
+longest tail of their path that is a parameter's path, and by shape); everything else in
+the state (step, rng, counts, BatchNorm statistics) is replicated.
 """
 
 import math
@@ -87,10 +87,14 @@ def state_shardings(abstract_state, param_specs, mesh: Mesh, rules=LOGICAL_AXIS_
 
     def leaf_sharding(path, leaf):
         keys = _dict_keys(path)
-        spec = by_path.get(keys)
-        if spec is None or shapes[keys] != tuple(leaf.shape):
-            spec = PartitionSpec()
-        return NamedSharding(mesh, spec)
+        # The longest tail of the leaf's dict keys that is a parameter's path: optimizer
+        # wrappers key their inner states by dicts too (optax.multi_transform's
+        # inner_states['muon'].mu['block0']...).
+        for start in range(len(keys)):
+            tail = keys[start:]
+            if tail in by_path and shapes[tail] == tuple(leaf.shape):
+                return NamedSharding(mesh, by_path[tail])
+        return NamedSharding(mesh, PartitionSpec())
 
     return jax.tree_util.tree_map_with_path(leaf_sharding, abstract_state)
 
