@@ -24,13 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-NANOGPT = {"positional": "learned", "norm": "layernorm", "qk_norm": False, "mlp": "gelu",
-           "tie_embeddings": True, "zero_init_out": False, "logit_softcap": 0.0,
-           "optimizer": "adamw", "schedule": "warmup_cosine", "learning_rate": 1e-3,
-           "min_learning_rate": 1e-4, "weight_decay": 0.1, "batch_size": 12}
 ROWS = {
     "default": {},
-    "nanogpt": NANOGPT,  # nanoGPT's recipe (and batch) at this budget
+    "nanogpt": {},  # the recipe's nanogpt_config(): nanoGPT's recipe (and batch) here
     "batch_12": {"batch_size": 12},
     "no_muon": {"optimizer": "adamw", "learning_rate": 3e-3},  # AdamW on every parameter
     "learned_positions": {"positional": "learned"},
@@ -50,7 +46,8 @@ ROWS = {
 
 
 def child(overrides: dict, budget: float, workdir: str, base: str) -> dict:
-    """One trial in this process: calibrate, then train `budget` seconds through the runner."""
+    """One trial in this process: calibrate, then train `budget` seconds through the runner,
+    from nanoGPT's recipe if `base` is "nanogpt", else from jaxdl's default."""
     import jax
     import numpy as np
 
@@ -89,10 +86,11 @@ def child(overrides: dict, budget: float, workdir: str, base: str) -> dict:
 
 def trial(name: str, budget: float, seed: int) -> dict:
     overrides = dict(ROWS[name], seed=seed)
+    base = "nanogpt" if name == "nanogpt" else "default"
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.run(
             [sys.executable, "-m", "benchmarks.lm_sweep", "--child", json.dumps(overrides),
-             "--budget", str(budget), "--workdir", str(Path(tmp) / "run")],
+             "--base", base, "--budget", str(budget), "--workdir", str(Path(tmp) / "run")],
             capture_output=True, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"},
             cwd=Path(__file__).resolve().parents[1])
     if proc.returncode != 0:
@@ -133,6 +131,7 @@ def main(argv=None) -> None:
     p.add_argument("--list", action="store_true")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--workdir", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--base", default="default", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.list:
         for name in ROWS:
@@ -140,7 +139,7 @@ def main(argv=None) -> None:
         return
     if args.child is not None:
         overrides = json.loads(args.child)
-        print(json.dumps(child(overrides, args.budget, args.workdir, "default")))
+        print(json.dumps(child(overrides, args.budget, args.workdir, args.base)))
         return
     for extra in args.row:
         name, _, overrides = extra.partition("=")
