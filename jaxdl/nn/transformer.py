@@ -31,6 +31,7 @@ import numpy as np
 
 from jaxdl.errors import UserError
 from jaxdl.nn.feedforward import LN_EPS, MLPS, NORMS, MlpBlock, layer_norm  # noqa: F401
+from jaxdl.nn.lm_head import HeadKernel, LMHead
 from jaxdl.nn.multihead import (  # noqa: F401  (MultiHeadAttention and the masks live there)
     NEG_INF,
     MultiHeadAttention,
@@ -217,6 +218,8 @@ class DecoderLM(_Stack):
     Causal self-attention only; the output layer shares the token embedding when
     `tie_embeddings` (as GPT-2 and nanoGPT do). With `decode=True` each call appends its
     tokens to the KV cache (initialise with `init_cache`) and positions continue from it.
+    `features=True` returns `(hidden (batch, time, dim), LMHead)` instead of the logits,
+    for a loss that applies the output layer itself (jaxdl.nn.lm_head).
     """
 
     tie_embeddings: bool = True
@@ -225,7 +228,7 @@ class DecoderLM(_Stack):
 
     @nn.compact
     def __call__(self, tokens, encoded=None, cross_mask=None, *, train: bool = False,
-                 decode: bool = False):
+                 decode: bool = False, features: bool = False):
         self._check_tokens(tokens)
         length = tokens.shape[1]
         offset = 0
@@ -240,16 +243,12 @@ class DecoderLM(_Stack):
         embed, x = self._embed(tokens, offset, train=train)
         x = self._blocks(x, None, cross=self.cross_attention, train=train, decode=decode,
                          causal=True, encoded=encoded, cross_mask=cross_mask)
-        if self.tie_embeddings:
-            logits = embed.attend(x)
-        else:
-            logits = nn.Dense(self.vocab_size, use_bias=False, name="head",
-                              kernel_init=logical(nn.initializers.lecun_normal(), "embed",
-                                                  "vocab"), **layer_dtypes(self))(x)
-        if self.logit_softcap > 0:  # in float32: the loss's softmax is
-            cap = self.logit_softcap
-            logits = cap * jnp.tanh(logits.astype(jnp.float32) / cap)
-        return constrain(logits, "batch", "length", "act_vocab")
+        kernel = (embed.embedding.T if self.tie_embeddings else
+                  HeadKernel(self.vocab_size, self.param_dtype, name="head")(self.dim))
+        head = LMHead(kernel, self.dtype, self.logit_softcap)
+        if features:  # the loss applies the head (jaxdl.tasks.chunked_loss)
+            return x, head
+        return head(x)
 
 
 class EncoderDecoder(nn.Module):
@@ -288,12 +287,17 @@ class EncoderDecoder(nn.Module):
     def encode(self, src, *, train: bool = False):
         return self.encoder(src, train=train)
 
-    def decode(self, tgt, encoded, src, *, train: bool = False, decode: bool = False):
+    def decode(self, tgt, encoded, src, *, train: bool = False, decode: bool = False,
+               features: bool = False):
         return self.decoder(tgt, encoded, padding_mask(None, src != self.pad_id), train=train,
-                            decode=decode)
+                            decode=decode, features=features)
 
-    def __call__(self, src, tgt, *, train: bool = False, decode: bool = False):
-        return self.decode(tgt, self.encode(src, train=train), src, train=train, decode=decode)
+    def __call__(self, src, tgt, *, train: bool = False, decode: bool = False,
+                 features: bool = False):
+        """Logits (batch, tgt_len, tgt_vocab); `features=True`: (hidden, LMHead) as
+        `DecoderLM`'s."""
+        return self.decode(tgt, self.encode(src, train=train), src, train=train, decode=decode,
+                           features=features)
 
 
 def init_cache(model: nn.Module, params, batch_size: int, **inputs):

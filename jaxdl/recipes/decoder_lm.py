@@ -19,6 +19,8 @@ runner, the nanoGPT replay (benchmarks/nanogpt_replay.py), the benchmarks and th
 test use it. Keys missing from an older workdir's config.json mean nanoGPT's choice.
 """
 
+import functools
+
 import jax
 from optax.contrib import MuonDimensionNumbers
 
@@ -84,6 +86,7 @@ class DecoderLanguageModel(LanguageModel):
         c.grad_clip_norm = 1.0
         c.remat = "none"  # none | block | full: recompute block activations (jaxdl.nn.remat)
         c.attention_impl = "auto"  # auto | xla | cudnn (flash attention on GPUs; nn.attention)
+        c.loss_impl = "auto"  # auto | plain | chunked: head + loss by chunks (tasks.chunked_loss)
         return c
 
     def nanogpt_config(self):
@@ -97,8 +100,9 @@ class DecoderLanguageModel(LanguageModel):
 
     def build_task(self, config, data) -> Task:
         model, tx, lr = build_model_and_optimizer(config, len(data.vocab))
-        return Task(model, language.next_token_loss, tx, example_tokens(config),
-                    learning_rate=lr)
+        loss = functools.partial(language.next_token_loss,
+                                 loss_impl=config.get("loss_impl", "auto"))
+        return Task(model, loss, tx, example_tokens(config), learning_rate=lr)
 
     def generate(self, config, task, params, prompt_ids, num_tokens, rng, temperature):
         return language.generate_cached(task.model, params, prompt_ids, num_tokens, rng,

@@ -136,6 +136,7 @@ RULES = {
     "dtype": Choice("float32", "bfloat16"),
     "opt_state_dtype": Choice("float32", "bfloat16"),
     "attention_impl": Choice("auto", "xla", "cudnn"),
+    "loss_impl": Choice("auto", "plain", "chunked"),
 }
 
 

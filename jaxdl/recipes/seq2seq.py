@@ -8,6 +8,8 @@ dates whose whole output is right. Writes an attention map of the last decoder l
 cross-attention for one test example. `jaxdl sample --prompt "5 mars 1998"` translates one.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -51,6 +53,7 @@ class DateTranslation(Recipe):
         c.prompt = "5 mars 1998"  # what `jaxdl sample` translates by default
         c.remat = "none"  # none | block | full: recompute block activations (jaxdl.nn.remat)
         c.attention_impl = "auto"  # auto | xla | cudnn (flash attention on GPUs; nn.attention)
+        c.loss_impl = "auto"  # auto | plain | chunked: head + loss by chunks (tasks.chunked_loss)
         return c
 
     def load_data(self, config):
@@ -70,7 +73,9 @@ class DateTranslation(Recipe):
                            warmup_steps=config.warmup_steps)
         tx = make_optimizer("adamw", lr, config.weight_decay, grad_clip_norm=1.0)
         example = (jnp.asarray(train["src"][:1]), jnp.asarray(train["tgt"][:1, :-1]))
-        return Task(model, seq2seq.teacher_forcing_loss, tx, example, learning_rate=lr)
+        loss = functools.partial(seq2seq.teacher_forcing_loss,
+                                 loss_impl=config.get("loss_impl", "auto"))
+        return Task(model, loss, tx, example, learning_rate=lr)
 
     def train_loader(self, config, data, **shard):
         print(f"{len(data['train']['src'])} train / {len(data['test']['src'])} test dates; "

@@ -21,11 +21,10 @@ import inspect
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from jaxdl import metrics as lm_units
 from jaxdl.errors import UserError
-from jaxdl.tasks.common import apply_model, finish
+from jaxdl.tasks.common import finish, token_cross_entropy
 
 
 def split_batch(batch: dict):
@@ -61,14 +60,14 @@ def split_batch(batch: dict):
     return inputs, targets, weights
 
 
-def next_token_loss(params, batch, rng, model, train, *, batch_stats=None):
-    """Mean next-token cross-entropy (nats) over the unmasked tokens; summed metrics."""
+def next_token_loss(params, batch, rng, model, train, *, batch_stats=None,
+                    loss_impl: str = "auto"):
+    """Mean next-token cross-entropy (nats) over the unmasked tokens; summed metrics.
+    `loss_impl`: plain | chunked | auto (`jaxdl.tasks.common.token_cross_entropy`)."""
     inputs, targets, w = split_batch(batch)
-    logits, new_bs = apply_model(model, params, inputs, rng, train, batch_stats)
-    logits = logits.astype(jnp.float32)  # (batch, time, vocab)
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
-    correct = jnp.sum((jnp.argmax(logits, -1) == targets) * w)
-    return finish(jnp.sum(losses * w), jnp.sum(w), {"correct": correct}, new_bs, batch_stats)
+    loss_sum, hits, new_bs = token_cross_entropy(model, params, inputs, targets, w, rng, train,
+                                                 batch_stats, loss_impl=loss_impl)
+    return finish(loss_sum, jnp.sum(w), {"correct": jnp.sum(hits * w)}, new_bs, batch_stats)
 
 
 def lm_metrics(reduced: dict) -> dict:

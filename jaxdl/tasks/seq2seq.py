@@ -12,28 +12,29 @@ compete with unfinished ones on equal terms. `beam_size=1` is greedy decoding.
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from jaxdl.data.vocab import BOS_ID as BOS
 from jaxdl.data.vocab import EOS_ID as EOS
 from jaxdl.data.vocab import PAD_ID as PAD
-from jaxdl.tasks.common import apply_model, finish
+from jaxdl.tasks.common import finish, token_cross_entropy
 
 
-def teacher_forcing_loss(params, batch, rng, model, train, *, batch_stats=None, pad_id=PAD):
-    """Mean cross-entropy per target token; `exact` counts fully correct sequences."""
+def teacher_forcing_loss(params, batch, rng, model, train, *, batch_stats=None, pad_id=PAD,
+                         loss_impl: str = "auto"):
+    """Mean cross-entropy per target token; `exact` counts fully correct sequences.
+    `loss_impl`: plain | chunked | auto (`jaxdl.tasks.common.token_cross_entropy`)."""
     inputs, targets = batch["tgt"][:, :-1], batch["tgt"][:, 1:]
-    logits, new_bs = apply_model(model, params, batch["src"], rng, train, batch_stats,
-                                 tgt=inputs)
     w = (targets != pad_id).astype(jnp.float32)
     if "mask" in batch:
         w = w * batch["mask"][:, None]
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets)
-    hit = (jnp.argmax(logits, -1) == targets) | (w == 0)
+    loss_sum, hits, new_bs = token_cross_entropy(model, params, batch["src"], targets, w, rng,
+                                                 train, batch_stats, loss_impl=loss_impl,
+                                                 tgt=inputs)
+    hit = hits | (w == 0)
     seq_w = batch["mask"] if "mask" in batch else jnp.ones(targets.shape[:1], jnp.float32)
     extra = {"correct": jnp.sum(hit * w), "exact": jnp.sum(jnp.all(hit, -1) * seq_w),
              "sequences": jnp.sum(seq_w)}
-    return finish(jnp.sum(losses * w), jnp.sum(w), extra, new_bs, batch_stats)
+    return finish(loss_sum, jnp.sum(w), extra, new_bs, batch_stats)
 
 
 def beam_search(model, params, src, *, max_len: int, beam_size: int = 4, bos_id: int = BOS,
