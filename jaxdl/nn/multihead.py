@@ -43,6 +43,30 @@ def padding_mask(query_valid: jax.Array | None, key_valid: jax.Array) -> jax.Arr
     return mask
 
 
+class Projection(nn.Module):
+    """One of attention's input maps as parameters, not applied: the kernel (dim, heads,
+    head_dim) and bias (heads, head_dim) that `nn.DenseGeneral((heads, head_dim))` would
+    make, with the same names, initial values and logical axes, so checkpoints and
+    converters are unchanged while the maps that read one input run as one matmul."""
+
+    features: tuple[int, int]  # (heads, head_dim)
+    use_bias: bool = True
+    kernel_init: Callable = nn.initializers.xavier_uniform()
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, dim: int):
+        def init(rng, shape, dtype):  # DenseGeneral's: drawn as (dim, heads * head_dim)
+            return jnp.reshape(self.kernel_init(rng, (shape[0], int(np.prod(shape[1:]))),
+                                                dtype), shape)
+
+        kernel = self.param("kernel", logical(init, "embed", "heads", "kv"),
+                            (dim, *self.features), self.param_dtype)
+        bias = (self.param("bias", logical(nn.initializers.zeros, "heads", "kv"), self.features,
+                           self.param_dtype) if self.use_bias else None)
+        return kernel, bias
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head scaled dot-product attention; `decode=True` uses and fills a KV cache.
 
@@ -71,18 +95,14 @@ class MultiHeadAttention(nn.Module):
         if dim % self.num_heads:
             raise UserError(f"model width {dim} is not divisible by {self.num_heads} heads")
         head = (self.num_heads, dim // self.num_heads)
-        dense = lambda name, init=self.kernel_init: nn.DenseGeneral(  # noqa: E731
-            head, use_bias=self.use_bias, kernel_init=logical(init, "embed", "heads", "kv"),
-            bias_init=logical(nn.initializers.zeros, "heads", "kv"), name=name,
-            **layer_dtypes(self))
-        # Projections on (tokens, dim) rows, as in MlpBlock: the same maths and parameters,
-        # but XLA:CPU computes their weight gradients without transposing fusions.
-        rows = lambda x: x.reshape(-1, x.shape[-1])  # noqa: E731
-        heads = lambda x, like: constrain(  # noqa: E731  (b, len, h, d): heads on `tensor`
-            x.reshape(*like.shape[:-1], *head), "batch", "length", "act_heads", "act_kv")
-        q = heads(dense("query")(rows(q_in)), q_in)
-        k = heads(dense("key")(rows(kv_in)), kv_in)
-        v = heads(dense("value")(rows(kv_in)), kv_in)
+        projection = lambda name, x: Projection(  # noqa: E731
+            head, self.use_bias, self.kernel_init, self.param_dtype, name=name)(x.shape[-1])
+        if q_in is kv_in:  # self-attention: Q, K and V in one matmul
+            q, k, v = self._project(q_in, [projection(n, q_in) for n in ("query", "key",
+                                                                            "value")])
+        else:  # cross-attention: Q from the queries, K and V together from the keys
+            (q,) = self._project(q_in, [projection("query", q_in)])
+            k, v = self._project(kv_in, [projection(n, kv_in) for n in ("key", "value")])
         if self.qk_norm:
             q, k = (nn.RMSNorm(1e-6, name=f"{n}_norm", scale_init=logical(
                 nn.initializers.ones, "norm"), **layer_dtypes(self))(x)
@@ -107,6 +127,24 @@ class MultiHeadAttention(nn.Module):
                               bias_init=logical(nn.initializers.zeros, "embed"), name="out",
                               **layer_dtypes(self))(out.reshape(-1, *head))
         return residual(out.reshape(q_in.shape))
+
+    def _project(self, x, weights):
+        """x (batch, len, dim) through the stacked (kernel, bias) pairs in one matmul:
+        one (batch, len, heads, head_dim) array per pair, heads constrained to `tensor`.
+
+        On (tokens, dim) rows, as in MlpBlock: the same maths, but XLA:CPU computes the
+        weight gradients without transposing fusions. The kernels are stacked on a new
+        axis, not concatenated along heads, so a split along `tensor` needs no exchange.
+        """
+        kernel = jnp.stack([w for w, _ in weights], axis=1)  # (dim, n, heads, head_dim)
+        bias = jnp.stack([b for _, b in weights]) if self.use_bias else None
+        rows, kernel, bias = nn.dtypes.promote_dtype(x.reshape(-1, x.shape[-1]), kernel, bias,
+                                                     dtype=self.dtype)
+        y = jax.lax.dot_general(rows, kernel, (((1,), (0,)), ((), ())))  # (tokens, n, h, d)
+        if bias is not None:
+            y = y + bias
+        return [constrain(y[:, i].reshape(*x.shape[:-1], *y.shape[-2:]), "batch", "length",
+                          "act_heads", "act_kv") for i in range(len(weights))]
 
     def _explicit(self, q, k, v, mask, *, train: bool):
         """softmax(Q K^T / sqrt(d) + mask) V with the weights at hand: sown, dropped out."""
