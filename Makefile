@@ -1,5 +1,13 @@
 # One-command entry points; every target creates .venv on first use.
-PY ?= python3
+#
+# .venv's Python: the newest >= 3.12 found (jax 0.11 and later need it; under 3.11 pip
+# quietly installs jax 0.10.2): python3.14 / 3.13 / 3.12 on PATH, then pyenv's versions
+# ($PYENV_ROOT or ~/.pyenv). None: python3, with a notice. `make PY=/path/to/python` picks.
+NEWEST_PY := $(shell for p in python3.14 python3.13 python3.12 \
+  $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.*/bin/python3 2>/dev/null); do \
+  v=$$($$p -c 'import sys; print("%d%03d" % sys.version_info[:2])' 2>/dev/null) && \
+  [ "$$v" -ge 3012 ] && echo "$$v $$p"; done | sort -rn | head -n 1 | cut -d' ' -f2)
+PY ?= $(or $(NEWEST_PY),python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -8,6 +16,12 @@ ARGS ?=
 .PHONY: install train test lint bench clean
 
 $(STAMP): pyproject.toml
+	@[ -n "$(NEWEST_PY)" ] || echo "notice: no Python >= 3.12 found; .venv uses $(PY)" \
+	  "($$($(PY) --version 2>&1)), where pip installs jax 0.10.2 at most"
+	@if [ -x $(BIN)/python ] && ! $(BIN)/python -c 'import sys; \
+	  sys.exit(sys.version_info < (3, 12))' && [ -n "$(NEWEST_PY)" ]; then \
+	  echo "notice: .venv has $$($(BIN)/python --version); rebuilding it with $(PY)"; \
+	  rm -rf $(VENV); fi
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'

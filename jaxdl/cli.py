@@ -5,7 +5,8 @@
     jaxdl info    --workdir DIR                  recipe, config, latest step, parameters, results
     jaxdl eval    --workdir DIR                  re-evaluate the latest checkpoint -> DIR/eval.json
     jaxdl sample  --workdir DIR [--prompt TEXT] [--num N] [--out FILE] [--seed S]
-                  language models: a continuation of the prompt (N tokens);
+                  language models: a continuation of the prompt (N tokens); several
+                  --prompt and --samples K run as batches ([--json]: a line each);
                   seq2seq: the ISO date for a written date ("5 mars 1998");
                   text2img: a PNG grid of N images for the prompt ("" = unconditional)
     jaxdl predict --workdir DIR [--json] IMAGE...  a classifier's top-3 classes per image
@@ -88,6 +89,8 @@ def evaluate(workdir: Path) -> None:
 def sample(args) -> None:
     if args.num is not None and not 1 <= args.num <= 100_000:
         raise UserError(f"--num must be in [1, 100000], got {args.num}")
+    if not 1 <= args.samples <= 4096:
+        raise UserError(f"--samples must be in [1, 4096], got {args.samples}")
     r = load_for(args.workdir, "samples", "sample")
     if r.recipe.name != "text2img" and args.out is not None:
         raise UserError(f"--out writes images; a {r.recipe.name} run prints text (redirect "
@@ -102,7 +105,15 @@ def sample(args) -> None:
                if getattr(args, k) is not None}
     if options and r.recipe.name != "text2img":
         raise UserError(f"--{next(iter(options))} applies to text-to-image runs only")
-    print(r.recipe.sample(r.config, r.task, r.data, r.state, prompt=args.prompt, num=args.num,
+    prompt = args.prompt
+    if r.recipe.batch_samples:
+        options.update(samples=args.samples, as_json=args.json)
+    elif args.samples != 1 or args.json or (prompt is not None and len(prompt) > 1):
+        raise UserError(f"several --prompt, --samples and --json apply to language models; "
+                        f"a {r.recipe.name} run takes one --prompt")
+    else:
+        prompt = None if prompt is None else prompt[0]
+    print(r.recipe.sample(r.config, r.task, r.data, r.state, prompt=prompt, num=args.num,
                           seed=args.seed, out=args.out, **options))
 
 
@@ -154,7 +165,13 @@ def main(argv: list[str] | None = None) -> int:
     p = _add(sub, "sample", "LMs: continue a prompt; seq2seq: an ISO date; "
                                       "text2img: a PNG grid for a prompt")
     p.add_argument("--workdir", required=True, help="a directory or gs://BUCKET/PATH")
-    p.add_argument("--prompt", default=None, help="default: the run's config.prompt")
+    p.add_argument("--prompt", action="append", default=None,
+                   help="default: the run's config.prompt; LMs: repeat it for several "
+                        "prompts (those of one token length run as one batch)")
+    p.add_argument("--samples", type=int, default=1,
+                   help="LMs: continuations of each prompt, generated as one batch")
+    p.add_argument("--json", action="store_true",
+                   help="LMs: one JSON object per line: {prompt, continuation}")
     p.add_argument("--num", type=int, default=None,
                    help="tokens to generate (LMs) or images (text2img, default 16)")
     p.add_argument("--out", type=Path, default=None, help="PNG file (text2img only)")

@@ -51,7 +51,15 @@ def gaps(recipe_name: str) -> dict:
     rel = np.abs(w16 - w32) / w32
     return {"first_step": (f32[0], bf16[0]), "windows_f32": w32.round(4).tolist(),
             "windows_bf16": w16.round(4).tolist(), "max_window_rel_gap": float(rel.max()),
-            "last_window_rel_gap": float(rel[-1])}
+            "last_window_rel_gap": float(rel[-1]),
+            "second_half_rel_gap": second_half_gap(f32, bf16)}
+
+
+def second_half_gap(f32: np.ndarray, bf16: np.ndarray) -> float:
+    """|mean bf16 - mean f32| / mean f32 over the second half of the steps: where both
+    curves have settled, and 100 batches average out the single batches' noise."""
+    half = len(f32) // 2
+    return float(abs(bf16[half:].mean() - f32[half:].mean()) / f32[half:].mean())
 
 
 if __name__ == "__main__":

@@ -105,16 +105,16 @@ def test_the_dtype_keys_reach_every_recipe_and_bad_values_are_named():
             recipe.validate(config)
 
 
-# 200 steps from the same initialisation and batches. Measured on a 2-core Xeon (the
-# README has the curves): means over 20-step windows differ by at most 8.6% (CNN; its
-# dropout 0.5 and augmentation draw the same numbers, but rounding sends the two runs
-# down different paths, so single windows wander) and 0.01% (decoder LM), and the last
-# window by 4.2% and 0.003%. The decoder LM is now its default recipe (Muon, rotary ...)
-# at 2 layers of 64, batch 12: 0.064% and 0.005% (2-core EPYC, 2026-12-02). The bounds
-# are about twice the older figures: loose enough for another CPU's rounding, tight
-# enough that a broken bfloat16 path (a softmax or loss in bfloat16, a lost update)
-# fails: such a run stays near its first loss or diverges.
-BOUNDS = {"image_classifier": (0.17, 0.10), "decoder_lm": (0.005, 0.002)}
+# 200 steps from the same initialisation and batches. Under jax 0.12.0.1 on a 2-core AMD
+# EPYC with AVX-512 (2026-12-04; the README has the curves): means over 20-step windows
+# differ by at most 15.8% (CNN: its dropout 0.5 and augmentation draw the same numbers,
+# but rounding sends the two runs down different paths, so single windows wander) and
+# 0.35% (decoder LM, its default recipe at 2 layers of 64, batch 12); the means over the
+# second 100 steps by 1.0% and 0.16%. (jax 0.10.2 on a Xeon: 8.6% and 0.06% per window.)
+# The bounds are about twice to three times those: loose enough for another CPU's
+# rounding, tight enough that a broken bfloat16 path (a softmax or loss in bfloat16, a
+# lost update) fails: such a run stays near its first loss or diverges.
+BOUNDS = {"image_classifier": (0.30, 0.03), "decoder_lm": (0.01, 0.005)}
 
 
 @pytest.mark.slow
@@ -125,6 +125,7 @@ def test_200_bfloat16_steps_track_the_float32_loss_curve(recipe):
     assert abs(bf16[0] - f32[0]) < 2e-3 * f32[0]  # the same function at step 0
     w32, w16 = precision_curves.windows(f32), precision_curves.windows(bf16)
     rel = np.abs(w16 - w32) / w32
-    any_window, last_window = BOUNDS[recipe]
-    assert rel.max() < any_window and rel[-1] < last_window, (w32, w16)
+    any_window, second_half = BOUNDS[recipe]
+    assert rel.max() < any_window, (w32, w16)
+    assert precision_curves.second_half_gap(f32, bf16) < second_half, (w32, w16)
     assert w16[-1] < 0.7 * w16[0]  # and it learned

@@ -51,6 +51,20 @@ def test_transformer_lm_tiny_run(tmp_path, capsys):
     assert text.startswith("JULIET:") and len(text.rstrip("\n")) >= len("JULIET:") + 20
     assert cli.main(["sample", "--workdir", str(tmp_path), "--prompt", "日本"]) == 2
     assert "not in the vocabulary" in capsys.readouterr().err
+    # Batched: 3 continuations of each of 3 prompts (3 batches of 3, one per prompt length);
+    # the same seed gives the same text again, and a lone prompt its own seed's text.
+    argv = ["sample", "--workdir", str(tmp_path), "--num", "12", "--seed", "3", "--samples",
+            "3", "--prompt", "ROMEO:", "--prompt", "JULIET:", "--prompt", "KING:", "--json"]
+    assert cli.main(argv) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["prompt"] for r in rows] == ["ROMEO:"] * 3 + ["JULIET:"] * 3 + ["KING:"] * 3
+    assert all(len(r["continuation"]) == 12 for r in rows)
+    assert len({r["continuation"] for r in rows}) > 3  # samples differ within a batch
+    assert cli.main(argv) == 0
+    assert [json.loads(line) for line in capsys.readouterr().out.splitlines()] == rows
+    assert cli.main(["sample", "--workdir", str(tmp_path), "--prompt", "JULIET:", "--num", "25",
+                     "--seed", "3"]) == 0
+    assert capsys.readouterr().out.strip() == text.strip()  # a lone prompt: its own key
 
 
 def test_transformer_seq2seq_tiny_run(tmp_path, capsys):
@@ -70,3 +84,6 @@ def test_transformer_seq2seq_tiny_run(tmp_path, capsys):
     assert len(out) <= 11 and set(out) <= set("0123456789-")  # 40 steps: not yet a date
     assert cli.main(["sample", "--workdir", str(tmp_path), "--prompt", "5 mars 1998 " * 4]) == 2
     assert "write a date such as" in capsys.readouterr().err
+    assert cli.main(["sample", "--workdir", str(tmp_path), "--samples", "2"]) == 2
+    assert "a seq2seq run takes one --prompt" in capsys.readouterr().err
+    assert cli.main(["sample", "--workdir", str(tmp_path), "--json"]) == 2

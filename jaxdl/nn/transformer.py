@@ -300,8 +300,10 @@ class EncoderDecoder(nn.Module):
                            features=features)
 
 
-def init_cache(model: nn.Module, params, batch_size: int, **inputs):
-    """Zeroed KV cache for `decode=True`, sized for the model's whole context.
+def init_cache(model: nn.Module, params, batch_size: int, length: int | None = None,
+               **inputs):
+    """Zeroed KV cache for `decode=True`, sized for `length` positions (default: the
+    model's whole context; a generation that never fills it needs only prompt + new).
 
     DecoderLM: `init_cache(model, params, B)`; EncoderDecoder: also pass `src=` and
     `encoded=` (the cache then covers the target length).
@@ -312,7 +314,7 @@ def init_cache(model: nn.Module, params, batch_size: int, **inputs):
                                method=lambda m, s, t, decode: m.decode(
                                    t, inputs["encoded"], s, decode=decode))
     else:
-        tokens = jnp.zeros((batch_size, model.max_len), jnp.int32)
+        tokens = jnp.zeros((batch_size, length or model.max_len), jnp.int32)
         variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), tokens,
                                                       decode=True))
         variables = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), variables)

@@ -142,6 +142,7 @@ class Recipe:
     name = ""
     description = ""
     samples = False  # `jaxdl sample` applies
+    batch_samples = False  # `jaxdl sample` takes several --prompt and --samples K
     predicts = False  # `jaxdl predict` applies (image classifiers)
     throughput_unit = "examples"  # what the loss's `count` counts, for results.json
 

@@ -6,6 +6,7 @@ A subclass gives the model and optimizer (`build`) and its generator (`generate`
 """
 
 import dataclasses
+import json
 
 import jax
 import jax.numpy as jnp
@@ -50,6 +51,7 @@ def text_config(recipe: str):
 
 class LanguageModel(Recipe):
     samples = True
+    batch_samples = True  # `jaxdl sample` takes several --prompt and --samples K
     level_key = None  # config key of the text level (char | word), where the recipe has one
 
     def load_data(self, config) -> TextData:
@@ -108,17 +110,39 @@ class LanguageModel(Recipe):
 
     def continuation(self, config, task, data, params, prompt: str, num_tokens: int,
                      seed: int, temperature=None) -> str:
+        return self.continuations(config, task, data, params, [prompt], num_tokens, seed,
+                                  temperature)[0]
+
+    def continuations(self, config, task, data, params, prompts: list[str], num_tokens: int,
+                      seed: int, temperature=None) -> list[str]:
+        """A continuation of each prompt. Prompts of one token length are generated as one
+        batch (one compiled program); each batch draws from `fold_in(seed key, length)`,
+        so a lone prompt keeps the seed's own key."""
+        ids = [self._prompt_ids(data, p) for p in prompts]
+        temperature = config.temperature if temperature is None else temperature
+        out: list = [None] * len(prompts)
+        for length in sorted({len(i) for i in ids}):
+            rows = [k for k, i in enumerate(ids) if len(i) == length]
+            rng = jax.random.PRNGKey(seed)
+            if len(rows) < len(prompts):
+                rng = jax.random.fold_in(rng, length)
+            batch = np.stack([ids[k] for k in rows])
+            tokens = np.asarray(self.generate(config, task, params, batch, num_tokens, rng,
+                                              temperature))
+            for k, row in zip(rows, tokens, strict=True):
+                out[k] = data.vocab.decode(row)
+        return out
+
+    @staticmethod
+    def _prompt_ids(data, prompt: str) -> np.ndarray:
         if not prompt:
             raise UserError("the prompt is empty; give at least one token, e.g. "
                             "--prompt \"ROMEO:\"")
-        ids = data.vocab.encode(prompt)
+        ids = np.asarray(data.vocab.encode(prompt))
         if len(ids) == 0:
             raise UserError(f"prompt {prompt!r} encodes to no tokens; give a word or character "
                             "of the training text")
-        rng = jax.random.PRNGKey(seed)
-        out = self.generate(config, task, params, ids, num_tokens, rng,
-                            config.temperature if temperature is None else temperature)
-        return data.vocab.decode(out)
+        return ids
 
     def evaluate(self, config, task, data, state, ctx) -> dict:
         val = self.val_metrics(config, task, data, state, ctx)
@@ -148,12 +172,21 @@ class LanguageModel(Recipe):
                 "train_loss": history[-1]["loss"] if history else None,
                 "tokens_per_second": steady_rate(history), "prompt": config.prompt}
 
-    def sample(self, config, task, data, state, *, prompt, num, seed, out) -> str:
-        prompt = config.prompt if prompt is None else prompt
+    def sample(self, config, task, data, state, *, prompt, num, seed, out,
+               samples: int = 1, as_json: bool = False) -> str:
+        """The prompt and its continuation; several prompts (a list) and `samples` > 1
+        continuations of each run as batches, printed as blocks split by a blank line, or
+        with `as_json` one {"prompt", "continuation"} object a line (generated text may
+        hold blank lines itself)."""
+        prompts = [config.prompt] if prompt is None else (
+            [prompt] if isinstance(prompt, str) else list(prompt))
+        prompts = [p for p in prompts for _ in range(samples)]
         n = config.sample_tokens if num is None else num
-        text = prompt + data.sep + self.continuation(config, task, data, state.params, prompt,
-                                                     n, seed)
-        return text
+        texts = self.continuations(config, task, data, state.params, prompts, n, seed)
+        if as_json:
+            return "\n".join(json.dumps({"prompt": p, "continuation": t})
+                             for p, t in zip(prompts, texts, strict=True))
+        return "\n\n".join(p + data.sep + t for p, t in zip(prompts, texts, strict=True))
 
 
 def example_tokens(config):

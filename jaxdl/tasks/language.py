@@ -95,23 +95,24 @@ def sample_logits(rng, logits, *, temperature: float = 1.0, top_k: int = 0,
 
 
 def decode(step_fn, state, logits, num_tokens: int, rng, *, return_state: bool = False,
-           **sampling):
+           keep_logits: bool = True, **sampling):
     """Sample `num_tokens` tokens, feeding each back through `step_fn` (one step each).
 
     step_fn(state, tokens (batch,)) -> (logits (batch, vocab), state); `logits` predicts
     the first new token. Returns tokens (batch, num_tokens) and the logits each was drawn
-    from (batch, num_tokens, vocab); with `return_state`, also `(state, next_logits)` after
-    the last token, to continue from.
+    from (batch, num_tokens, vocab; None with `keep_logits=False`, which spares writing
+    them); with `return_state`, also `(state, next_logits)` after the last token, to
+    continue from.
     """
     def body(carry, key):
         state, logits = carry
         token = sample_logits(key, logits, **sampling)
         next_logits, state = step_fn(state, token)
-        return (state, next_logits), (token, logits)
+        return (state, next_logits), (token, logits if keep_logits else None)
 
     keys = jax.random.split(rng, num_tokens)
     final, (tokens, used) = jax.lax.scan(body, (state, logits), keys)
-    out = jnp.swapaxes(tokens, 0, 1), jnp.swapaxes(used, 0, 1)
+    out = jnp.swapaxes(tokens, 0, 1), None if used is None else jnp.swapaxes(used, 0, 1)
     return (*out, final) if return_state else out
 
 
@@ -166,25 +167,90 @@ def _check_generation_args(prompt, num_tokens, temperature, greedy) -> np.ndarra
     return prompt
 
 
-@functools.partial(jax.jit, static_argnames=("model",))
-def _prefill(model, params, tokens):
+def compute_params(params, dtype):
+    """Matrices and tables (>= 2-d float leaves) cast once to the compute dtype: what every
+    dense layer and embedding casts them to on each call anyway, so a generation loop reads
+    bfloat16 weights instead of converting the float32 masters at every token. Gains and
+    biases (1-d) keep their dtype, as the layers use them. The same numbers as `params`."""
+    def cast(x):
+        floating = jnp.issubdtype(x.dtype, jnp.floating)
+        return x.astype(dtype) if floating and x.ndim >= 2 and x.dtype != dtype else x
+
+    return jax.tree.map(cast, params)
+
+
+def segments(prompt_len: int, num_tokens: int, context: int) -> list[tuple[bool, int]]:
+    """The static plan of a generation: (refill first?, new tokens) per stretch. A stretch
+    runs until the context is full; the next refills the cache from the newest half."""
+    plan, length, done = [], prompt_len, 0
+    while done < num_tokens:
+        refill = length == context
+        if refill:
+            length = context // 2
+        n = min(num_tokens - done, context - length)
+        plan.append((refill, n))
+        done, length = done + n, length + n
+    return plan
+
+
+@functools.partial(jax.jit, static_argnames=("model", "num_tokens", "top_k", "greedy",
+                                             "keep_logits"))
+def _generate_cached(model, params, context, rng, temperature, *, num_tokens, top_k, greedy,
+                     keep_logits):
+    """The whole generation as one program: prefill, then each stretch under `lax.scan`."""
     from jaxdl.nn.transformer import init_cache  # decoding glue only, no training logic
 
-    cache = init_cache(model, params, tokens.shape[0])
-    logits, mutated = model.apply({"params": params, "cache": cache}, tokens, decode=True,
-                                  mutable=["cache"])
-    return mutated["cache"], logits[:, -1]
+    params = compute_params(params, model.dtype)
+    plan = segments(context.shape[1], num_tokens, model.max_len)
+    size = model.max_len if any(refill for refill, _ in plan) else context.shape[1] + num_tokens
+    half = model.max_len // 2
 
+    def prefill(tokens):
+        cache = init_cache(model, params, tokens.shape[0], size)
+        logits, mutated = model.apply({"params": params, "cache": cache}, tokens, decode=True,
+                                      mutable=["cache"])
+        return mutated["cache"], logits[:, -1]
 
-@functools.partial(jax.jit, static_argnames=("model", "num_tokens", "top_k", "greedy"))
-def _extend(model, params, cache, logits, rng, temperature, *, num_tokens, top_k, greedy):
     def step(cache, token):
         out, mutated = model.apply({"params": params, "cache": cache}, token[:, None],
                                    decode=True, mutable=["cache"])
         return out[:, 0], mutated["cache"]
 
-    return decode(step, cache, logits, num_tokens, rng, return_state=True,
-                  temperature=temperature, top_k=top_k, greedy=greedy)
+    def stretch(carry, n):
+        """n tokens after `recent` (the newest tokens so far): (tokens, their logits)."""
+        cache, logits, recent, rng = carry
+        rng, key = jax.random.split(rng)
+        tokens, used, (cache, logits) = decode(step, cache, logits, n, key, return_state=True,
+                                               keep_logits=keep_logits,
+                                               temperature=temperature, top_k=top_k,
+                                               greedy=greedy)
+        recent = jnp.concatenate([recent, tokens], 1)[:, -half:]
+        return (cache, logits, recent, rng), (tokens, used)
+
+    def refilled(carry, n):
+        _, _, recent, rng = carry
+        return stretch((*prefill(recent), recent, rng), n)
+
+    cache, logits = prefill(context)
+    carry, pieces = (cache, logits, context[:, -half:], rng), []
+    i = 0
+    while i < len(plan):  # runs of equal refilling stretches: one scan each
+        refill, n = plan[i]
+        run = 1
+        while refill and i + run < len(plan) and plan[i + run] == plan[i]:
+            run += 1
+        if run == 1:
+            carry, out = (refilled if refill else stretch)(carry, n)
+            pieces.append(out)
+        else:
+            carry, (tokens, used) = jax.lax.scan(lambda c, _, n=n: refilled(c, n), carry,
+                                                 length=run)
+            pieces.append((jnp.moveaxis(tokens, 0, 1).reshape(tokens.shape[1], -1),
+                           None if used is None else jnp.moveaxis(used, 0, 1).reshape(
+                               used.shape[1], -1, used.shape[-1])))
+        i += run
+    tokens = jnp.concatenate([t for t, _ in pieces], 1)
+    return tokens, jnp.concatenate([u for _, u in pieces], 1) if keep_logits else None
 
 
 def generate_cached(model, params, prompt, num_tokens: int, rng=None, *,
@@ -192,11 +258,15 @@ def generate_cached(model, params, prompt, num_tokens: int, rng=None, *,
                     return_logits: bool = False):
     """Continue `prompt` with a Transformer decoder (`DecoderLM`) from its KV cache.
 
-    The prompt fills the cache in one pass; each new token is then one single-position
-    step. When the context (`model.max_len`) is full, the cache is refilled from the
-    newest `max_len // 2` tokens and generation goes on (a sliding window, as nanoGPT
-    crops its context), so any number of tokens can be generated. Sampling options and
-    return shapes as `generate`.
+    `prompt` is (time,) ids or (batch, time) for many prompts of one length at once. The
+    whole generation is one compiled program with no host round trip per token: the
+    prompt fills the cache in one pass, then each new token is one single-position step
+    under `lax.scan`, the cache updated in place. The weights are cast to the compute
+    dtype once, before the loop (`compute_params`), and the cache holds prompt + new
+    positions when that fits the context. When the context (`model.max_len`) is full,
+    the cache is refilled from the newest `max_len // 2` tokens and generation goes on (a
+    sliding window, as nanoGPT crops its context), so any number of tokens can be
+    generated. Sampling options and return shapes as `generate`.
     """
     prompt = _check_generation_args(prompt, num_tokens, temperature, greedy)
     if not isinstance(getattr(model, "max_len", None), int):
@@ -206,22 +276,10 @@ def generate_cached(model, params, prompt, num_tokens: int, rng=None, *,
     batched = prompt.ndim == 2
     context = jnp.asarray(prompt.reshape(-1, prompt.shape[-1])[:, -model.max_len:], jnp.int32)
     rng = jax.random.PRNGKey(0) if rng is None else rng
-    greedy = bool(greedy or temperature == 0)
-    cache, logits = _prefill(model, params, context)
-    length, pieces, used, done = context.shape[1], [context], [], 0
-    while done < num_tokens:
-        if length == model.max_len:  # the context is full: keep the newest half
-            length = model.max_len // 2
-            cache, logits = _prefill(model, params, jnp.concatenate(pieces, 1)[:, -length:])
-        n = min(num_tokens - done, model.max_len - length)
-        rng, key = jax.random.split(rng)
-        tokens, drawn_from, (cache, logits) = _extend(
-            model, params, cache, logits, key, jnp.float32(temperature), num_tokens=n,
-            top_k=int(top_k), greedy=greedy)
-        pieces.append(tokens)
-        used.append(drawn_from)
-        done, length = done + n, length + n
-    tokens, logits = jnp.concatenate(pieces[1:], 1), jnp.concatenate(used, 1)
+    tokens, logits = _generate_cached(model, params, context, rng, jnp.float32(temperature),
+                                      num_tokens=int(num_tokens), top_k=int(top_k),
+                                      greedy=bool(greedy or temperature == 0),
+                                      keep_logits=bool(return_logits))
     if not batched:
-        tokens, logits = tokens[0], logits[0]
+        tokens, logits = tokens[0], None if logits is None else logits[0]
     return (tokens, logits) if return_logits else tokens
