@@ -99,8 +99,10 @@ def _train(config, workdir, recipe, mesh, data, main) -> dict:
 
 def step_cost(task, config, state, loader, history, mesh) -> dict:
     """FLOPs of one step over the global batch and the run's MFU (`jaxdl.train.flops`),
-    counted on the step without gradient accumulation (XLA counts a loop's body once)."""
-    step_fn = make_train_step(task.loss_fn, task.model, preprocess=task.preprocess)
+    counted on the step without gradient accumulation (XLA counts a loop's body once), on
+    the model's plain path (`flops.counting_model`: XLA attention, no remat)."""
+    step_fn = make_train_step(task.loss_fn, flops.counting_model(task.model),
+                              preprocess=task.preprocess)
     n = jax.process_count()
     batch = jax.tree.map(lambda a: jax.ShapeDtypeStruct((a.shape[0] * n, *a.shape[1:]),
                                                         a.dtype), next(iter(loader.epoch(0))))

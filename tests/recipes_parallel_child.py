@@ -50,7 +50,7 @@ def main(out_dir: str) -> None:
             losses = [r["train/loss"] for r in read_rows(workdir) if "train/loss" in r]
             scalars = {k: v for k, v in results.items() if isinstance(v, float)
                        and not k.endswith(("seconds", "per_second", "throughput", "per_step", "mfu",
-                                            "peak_flops"))}
+                                            "mfu_6n", "peak_flops"))}
             report[f"{name}/{devices}"] = {"losses": losses, "eval": scalars,
                                            "num_devices": results["num_devices"]}
     print("REPORT " + json.dumps(report))

@@ -78,3 +78,50 @@ def test_a_run_reports_flops_and_mfu_and_writes_the_profile_it_was_asked_for(tmp
     assert saved["mfu"] == pytest.approx(results["mfu"])
     traces = list((tmp_path / "profile").rglob("*.xplane.pb"))
     assert len(traces) == 1 and traces[0].stat().st_size > 1000
+
+
+def _decoder_step_flops(model, counting: bool = True):
+    """(matmul FLOPs of a batch-4 train step, the abstract state); `counting=False`: the
+    step as it runs, remat's recomputation included."""
+    from jaxdl.tasks import language
+    from jaxdl.train import create_train_state, make_optimizer, make_train_step
+
+    tokens = jnp.zeros((4, model.max_len + 1), jnp.int32)
+    run = flops.counting_model(model) if counting else model
+    state = jax.eval_shape(lambda: create_train_state(
+        run, make_optimizer("adamw", 1e-3), jax.random.PRNGKey(0), tokens[:1, :-1]))
+    step = make_train_step(language.next_token_loss, run)
+    return flops.matmul_flops(step, state, {"tokens": tokens}), state
+
+
+def test_counted_flops_ignore_the_kernel_and_remat_and_match_nanogpts_formula():
+    """A GPT step's count is the model's arithmetic: the same with remat and a fused
+    attention kernel asked for (counting_model traces XLA's formula, no recomputation;
+    without it remat's recomputed forward was counted), and nanoGPT's 6N + 12 L H Q T per
+    token exactly, with N the matrices' parameters."""
+    from jaxdl.nn.transformer import DecoderLM
+
+    plain = DecoderLM(512, num_layers=2, num_heads=4, dim=64, max_len=32)
+    fused = plain.clone(remat="full", attention_impl="cudnn")
+    assert flops.counting_model(fused) == plain.clone(attention_impl="xla")
+    counted, state = _decoder_step_flops(plain)
+    assert _decoder_step_flops(fused)[0] == counted
+    with_remat = _decoder_step_flops(plain.clone(remat="full"), counting=False)[0]
+    assert with_remat > 1.1 * counted  # the recomputed blocks (measured 1.18x), dropped
+    # N of the matrices (the head tied to the embedding), without the position table;
+    # nanoGPT's N also holds the norms' gains and the biases, which do no matmul (+1.3%).
+    kernels = [x for path, x in jax.tree_util.tree_leaves_with_path(state.params)
+               if jax.tree_util.keystr(path).endswith(("kernel']", "embedding']"))]
+    n = sum(x.size for x in kernels)
+    per_token = flops.flops_per_token_6n(n, 2, 4, 16, 32)
+    assert counted / (4 * 32) == pytest.approx(per_token, rel=1e-9)
+
+
+def test_counting_model_reaches_nested_models():
+    from jaxdl.recipes.text2img import text_to_image_model
+
+    config = recipes.get("text2img").get_config()
+    model = text_to_image_model(config, 100)
+    model = model.clone(unet=model.unet.clone(remat="block", attention_impl="cudnn"))
+    counted = flops.counting_model(model)
+    assert counted.unet.remat == "none" and counted.unet.attention_impl == "xla"

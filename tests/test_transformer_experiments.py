@@ -39,6 +39,9 @@ def test_transformer_lm_tiny_run(tmp_path, capsys):
     for key in ("val_loss", "val_bpc", "tokens_per_second", "train_seconds"):
         assert key in saved
     assert saved["val_loss"] < np.log(65) - 0.5  # well below a uniform guess over 65 chars
+    # nanoGPT's 6N + 12 L H Q T against the CPU's measured peak: the same order as the
+    # jaxpr count's MFU (rotary: no position table; the untied head's embedding counts in N)
+    assert 0 < saved["mfu_6n"] < 1 and 0.5 < saved["mfu_6n"] / saved["mfu"] < 2
     assert len(results["sample"]) == 40 and "Sample (40 characters" in capsys.readouterr().out
     assert (tmp_path / "curves.png").exists()
     check_info_and_eval(tmp_path, capsys, "decoder_lm")

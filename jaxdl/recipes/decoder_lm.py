@@ -29,7 +29,7 @@ from jaxdl.recipes import schema
 from jaxdl.recipes.base import Task, count_params, steady_step_rate
 from jaxdl.recipes.language_model import LanguageModel, example_tokens, text_config
 from jaxdl.tasks import language
-from jaxdl.train import make_optimizer, make_schedule, muon_adamw
+from jaxdl.train import flops, make_optimizer, make_schedule, muon_adamw
 
 # What nanoGPT's GPT does, for every architecture and optimizer key (and for workdirs
 # saved before the key existed).
@@ -112,8 +112,25 @@ class DecoderLanguageModel(LanguageModel):
         out = super().report(config, task, data, state, history, ctx, writer)
         n = count_params(state.params)
         out.update(params=n, epochs=history[-1]["epoch"] if history else 0,
-                   ms_per_step=1000 / max(steady_step_rate(history), 1e-9))
+                   ms_per_step=1000 / max(steady_step_rate(history), 1e-9),
+                   mfu_6n=mfu_6n(config, n, out["tokens_per_second"], ctx.mesh))
         return out
+
+
+def mfu_6n(config, num_params: int, tokens_per_second: float, mesh=None) -> float | None:
+    """MFU by nanoGPT's formula (`flops.flops_per_token_6n`, N without the position table,
+    as nanoGPT's `get_num_params`), against the devices' dense peak; None where unknown."""
+    devices = jax.devices()[:1] if mesh is None else list(mesh.devices.flat)
+    peak = flops.peak_flops(devices[0], config.get("dtype", "float32"))
+    if not peak:
+        return None
+    if devices[0].platform != "cpu":
+        peak *= len(devices)
+    table = config.seq_len * config.dim if config.positional == "learned" else 0
+    per_token = flops.flops_per_token_6n(num_params - table, config.num_layers,
+                                         config.num_heads, config.dim // config.num_heads,
+                                         config.seq_len)
+    return tokens_per_second * per_token / peak
 
 
 def _key(config, name):

@@ -10,16 +10,24 @@ Two counts, both for one step over the whole global batch:
   loops multiplied by their trip counts. This is the "model FLOPs" of PaLM's MFU
   definition (appendix B), so `mfu = matmul_flops * steps/s / (peak * devices)`.
 
+Both count the model's own arithmetic, whichever kernel or recomputation runs: the step
+is traced on `counting_model(model)`, where attention is XLA's formula (cuDNN's fused
+attention is a custom call whose FLOPs a jaxpr does not show) and remat is off (the
+recomputed forward is not model FLOPs). `flops_per_token_6n` is nanoGPT's and llm.c's
+estimate for GPT-style models, 6N + 12 L H Q T per token, for comparing MFU with them.
+
 Peaks are dense (no sparsity) per chip, from the vendors' data sheets. On TPUs a float32
 matmul runs at the bfloat16 rate by default (one bfloat16 pass, XLA's default precision),
 so both columns hold the bfloat16 peak. On CPUs the peak is measured: the best of a few
 2048x2048 matmuls in that dtype (`measured_cpu_peak`, also printed by `make bench`).
 """
 
+import dataclasses
 import functools
 import math
 import time
 
+import flax.linen as nn
 import jax
 import jax.extend.core as jax_core
 import jax.numpy as jnp
@@ -64,6 +72,27 @@ def measured_cpu_peak(dtype: str = "float32", size: int = 2048, repeats: int = 5
         f(a).block_until_ready()
         best = min(best, time.perf_counter() - t)
     return 2 * size**3 / best
+
+
+def counting_model(model):
+    """`model` (and the models among its fields) as FLOPs are counted: `attention_impl`
+    'xla' and `remat` 'none' wherever a module has those fields; the same function."""
+    fields = {f.name for f in dataclasses.fields(model)}
+    updates = {f: counting_model(getattr(model, f)) for f in fields if f != "parent"
+               and isinstance(getattr(model, f, None), nn.Module)}
+    if "attention_impl" in fields:
+        updates["attention_impl"] = "xla"
+    if "remat" in fields:
+        updates["remat"] = "none"
+    return model.clone(**updates) if updates else model
+
+
+def flops_per_token_6n(num_params: int, num_layers: int, num_heads: int, head_dim: int,
+                       context: int) -> float:
+    """nanoGPT's `estimate_mfu` count for one token of a train step: 6N for the matmuls
+    of N parameters (forward and backward; N without the position table), plus
+    12 L H Q T for attention over a context of T (its formula counts every key)."""
+    return 6.0 * num_params + 12.0 * num_layers * num_heads * head_dim * context
 
 
 def step_cost(step_fn, state, batch, *, steps_per_second: float, dtype: str = "float32",
