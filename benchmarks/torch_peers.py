@@ -9,9 +9,11 @@
   machine's local index are CUDA builds whose C++ ops fail to load against the CPU torch),
   so the transforms are the same PIL calls that torchvision makes for PIL images, written
   out, with ToTensor and Normalize as torch ops.
-- `GPTPeer`: nanoGPT's GPT (its names and init) at the shape of jaxdl's decoder LM config,
-  with `F.scaled_dot_product_attention` as nanoGPT uses, and optional KV-cached generation;
-  `make_gpt_trainer`: nanoGPT train.py's AdamW step and learning-rate schedule.
+- `GPTPeer`: nanoGPT's GPT (its names, init and dropout) at the shape of jaxdl's decoder LM
+  config, with `F.scaled_dot_product_attention` as nanoGPT uses, and optional KV-cached
+  generation; `StaticCacheGenerator`: gpt-fast's static-cache decoding of its weights under
+  `torch.compile(mode="reduce-overhead")`; `make_gpt_trainer`: nanoGPT train.py's AdamW
+  step and learning-rate schedule.
 
 These are the only PyTorch references of the project: the benchmarks race them and the
 golden files the tests compare against (tests/golden_*.py) are written with them. Nothing
@@ -120,45 +122,56 @@ class MnistDataset(torch.utils.data.Dataset):
 
 # --------------------------------------------------------------------------- the GPT
 class CausalSelfAttention(nn.Module):
-    def __init__(self, dim: int, heads: int, bias: bool):
+    def __init__(self, dim: int, heads: int, bias: bool, dropout: float = 0.0):
         super().__init__()
-        self.heads = heads
+        self.heads, self.dropout = heads, dropout
         self.c_attn = nn.Linear(dim, 3 * dim, bias=bias)
         self.c_proj = nn.Linear(dim, dim, bias=bias)
+        self.resid_dropout = nn.Dropout(dropout)
 
-    def forward(self, x, cache=None, pos: int = 0):
+    def qkv(self, x):
         b, t, c = x.shape
         q, k, v = self.c_attn(x).split(c, dim=2)
-        q, k, v = (z.view(b, t, self.heads, c // self.heads).transpose(1, 2) for z in (q, k, v))
+        return (z.view(b, t, self.heads, c // self.heads).transpose(1, 2) for z in (q, k, v))
+
+    def out(self, y):
+        b, _, t, _ = y.shape
+        return self.resid_dropout(self.c_proj(y.transpose(1, 2).contiguous().view(b, t, -1)))
+
+    def forward(self, x, cache=None, pos: int = 0):
+        t = x.shape[1]
+        q, k, v = self.qkv(x)
         if cache is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                               dropout_p=self.dropout if self.training else 0)
         else:  # write this call's keys/values at `pos`, attend to everything so far
             ck, cv = cache
             ck[:, :, pos:pos + t] = k
             cv[:, :, pos:pos + t] = v
             k, v = ck[:, :, :pos + t], cv[:, :, :pos + t]
             y = F.scaled_dot_product_attention(q, k, v, is_causal=t > 1)
-        return self.c_proj(y.transpose(1, 2).contiguous().view(b, t, c))
+        return self.out(y)
 
 
 class MLP(nn.Module):
-    def __init__(self, dim: int, bias: bool):
+    def __init__(self, dim: int, bias: bool, dropout: float = 0.0):
         super().__init__()
         self.c_fc = nn.Linear(dim, 4 * dim, bias=bias)
         self.gelu = nn.GELU()
         self.c_proj = nn.Linear(4 * dim, dim, bias=bias)
+        self.dropout = nn.Dropout(dropout)
 
     def forward(self, x):
-        return self.c_proj(self.gelu(self.c_fc(x)))
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
 
 
 class Block(nn.Module):
-    def __init__(self, dim: int, heads: int, bias: bool):
+    def __init__(self, dim: int, heads: int, bias: bool, dropout: float = 0.0):
         super().__init__()
         self.ln_1 = nn.LayerNorm(dim, bias=bias)
-        self.attn = CausalSelfAttention(dim, heads, bias)
+        self.attn = CausalSelfAttention(dim, heads, bias, dropout)
         self.ln_2 = nn.LayerNorm(dim, bias=bias)
-        self.mlp = MLP(dim, bias)
+        self.mlp = MLP(dim, bias, dropout)
 
     def forward(self, x, cache=None, pos: int = 0):
         x = x + self.attn(self.ln_1(x), cache, pos)
@@ -173,13 +186,14 @@ class GPTPeer(nn.Module):
     The golden step-for-step test (tests/golden_gpt.py) and the benchmarks both use it."""
 
     def __init__(self, vocab_size: int, num_layers: int = 4, num_heads: int = 4, dim: int = 128,
-                 block_size: int = 64, bias: bool = False):
+                 block_size: int = 64, bias: bool = False, dropout: float = 0.0):
         super().__init__()
         self.block_size, self.num_layers = block_size, num_layers
         self.num_heads, self.dim = num_heads, dim
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(vocab_size, dim), wpe=nn.Embedding(block_size, dim),
-            h=nn.ModuleList(Block(dim, num_heads, bias) for _ in range(num_layers)),
+            drop=nn.Dropout(dropout),
+            h=nn.ModuleList(Block(dim, num_heads, bias, dropout) for _ in range(num_layers)),
             ln_f=nn.LayerNorm(dim, bias=bias)))
         self.lm_head = nn.Linear(dim, vocab_size, bias=False)
         self.transformer.wte.weight = self.lm_head.weight  # tied embeddings
@@ -193,7 +207,7 @@ class GPTPeer(nn.Module):
     def forward(self, idx, caches=None, pos: int = 0):
         t = idx.shape[1]
         tr = self.transformer
-        x = tr.wte(idx) + tr.wpe(torch.arange(pos, pos + t, device=idx.device))
+        x = tr.drop(tr.wte(idx) + tr.wpe(torch.arange(pos, pos + t, device=idx.device)))
         for i, block in enumerate(tr.h):
             x = block(x, None if caches is None else caches[i], pos)
         return self.lm_head(tr.ln_f(x))
@@ -235,6 +249,75 @@ class GPTPeer(nn.Module):
                 logits = self(nxt, caches, pos)[:, -1]
                 pos += 1
         return out[:, idx.shape[1]:]
+
+
+def num_params_6n(model: GPTPeer) -> int:
+    """nanoGPT's `get_num_params()`: every parameter but the position table (N of 6N)."""
+    return sum(p.numel() for p in model.parameters()) - model.transformer.wpe.weight.numel()
+
+
+class StaticCacheGenerator:
+    """gpt-fast's decoding (pytorch-labs/gpt-fast, generate.py) for `GPTPeer`'s weights: a
+    static KV cache of prompt + new positions allocated once, written in place with
+    `index_copy_`, attention over the whole cache under a causal mask row, sampling without
+    a host sync (the exponential trick), and the one-token step under
+    `torch.compile(mode="reduce-overhead", fullgraph=True)` (CUDA graphs); the prefill is
+    compiled too. Where compiling fails (no Triton) it says so in `mode`."""
+
+    def __init__(self, model: GPTPeer, batch: int, max_seq: int, dtype, compiled: bool = True):
+        self.model, self.batch, self.max_seq = model, batch, max_seq
+        w = model.lm_head.weight
+        shape = (batch, model.num_heads, max_seq, model.dim // model.num_heads)
+        self.caches = [(torch.zeros(shape, device=w.device, dtype=dtype),
+                        torch.zeros(shape, device=w.device, dtype=dtype))
+                       for _ in range(model.num_layers)]
+        self.mask = torch.tril(torch.ones(max_seq, max_seq, dtype=torch.bool, device=w.device))
+        self.mode = "eager"
+        self._decode, self._prefill = self.decode_one_token, self.forward
+        if compiled:
+            self._decode = torch.compile(self.decode_one_token, mode="reduce-overhead",
+                                         fullgraph=True)
+            self._prefill = torch.compile(self.forward, fullgraph=True)
+            self.mode = "torch.compile(mode='reduce-overhead')"
+
+    def forward(self, idx, input_pos):
+        """Logits (batch, t, vocab) for tokens `idx` at positions `input_pos` (t,)."""
+        m, tr = self.model, self.model.transformer
+        x = tr.wte(idx) + tr.wpe(input_pos)
+        mask = self.mask[None, None, input_pos]  # (1, 1, t, max_seq)
+        for block, (ck, cv) in zip(tr.h, self.caches, strict=True):
+            attn = block.attn
+            q, k, v = attn.qkv(block.ln_1(x))
+            ck.index_copy_(2, input_pos, k)
+            cv.index_copy_(2, input_pos, v)
+            y = F.scaled_dot_product_attention(q, ck, cv, attn_mask=mask)
+            x = x + attn.out(y)
+            x = x + block.mlp(block.ln_2(x))
+        return m.lm_head(tr.ln_f(x))
+
+    def decode_one_token(self, idx, input_pos, temperature: float):
+        logits = self.forward(idx, input_pos)[:, -1] / temperature
+        probs = torch.softmax(logits.float(), dim=-1)
+        q = torch.empty_like(probs).exponential_(1)  # argmax(p / q): a draw with no sync
+        return torch.argmax(probs / q, dim=-1, keepdim=True).to(torch.int64)
+
+    @torch.no_grad()
+    def generate(self, prompt, num_tokens: int, temperature: float = 1.0):
+        t = prompt.shape[1]
+        pos = torch.arange(t, device=prompt.device)
+        token = self.sample(self._prefill(prompt, pos)[:, -1], temperature)
+        out = [token]
+        input_pos = torch.tensor([t], device=prompt.device)
+        for _ in range(num_tokens - 1):
+            token = self._decode(token, input_pos, temperature).clone()
+            input_pos += 1
+            out.append(token)
+        return torch.cat(out, 1)
+
+    @staticmethod
+    def sample(logits, temperature: float):
+        probs = torch.softmax(logits.float() / temperature, dim=-1)
+        return torch.argmax(probs / torch.empty_like(probs).exponential_(1), -1, keepdim=True)
 
 
 def make_gpt_trainer(model: GPTPeer, *, lr: float = 1e-3, min_lr: float = 1e-4,

@@ -1,6 +1,7 @@
 """benchmarks/accelerator.py stays runnable: its LM and generation workers at --quick shapes
 on the CPU (the GPU run is the same code at full shapes; the PyTorch side needs torch, not
-in CI; the CNN worker runs in `make bench`'s precision rows)."""
+in CI; the CNN worker runs in `make bench`'s precision rows). benchmarks/gpu_race.py: its
+jaxdl side at --quick shapes."""
 
 import importlib.util
 import json
@@ -25,9 +26,14 @@ def test_the_accelerator_benchmark_runs_at_quick_shapes_and_writes_its_figures(t
     lm, gen = got["lm"]["jaxdl"], got["generate"]["jaxdl"]
     assert "error" not in lm and lm["tokens_per_s"] > 0 and 0 < lm["mfu"] < 1, lm
     assert lm["model_flops_per_step"] > 0 and lm["batch"] == 4
-    assert gen["tokens_per_s"] > 0
+    assert set(lm["variants"]) == {"plain_loss", "chunked_loss"}  # + GPU candidates on GPUs
+    assert 0 < lm["mfu_6n"] < 1 and lm["profile"]["ops"] and lm["profile"]["total_ms"] > 0
+    for batch in ("batch1", "batch4"):
+        assert gen[batch]["tokens_per_s"] > 0, gen
+        assert gen[batch]["cache_copies"] == 0 and gen[batch]["cache_updates"] > 0, gen
     assert got["device"]["platform"] == "cpu" and "table" in got
-    assert "| decoder LM GPT-2 small, bf16 train (tokens/s) |" in proc.stdout
+    assert "| GPT-2 small, nanoGPT architecture, bf16 train (tokens/s) |" in proc.stdout
+    assert "worker wall times: lm/jaxdl" in proc.stdout
 
 
 def test_jaxdl_trains_without_tensorflow_datasets(tmp_path):

@@ -88,7 +88,7 @@ def test_the_compiled_loop_updates_the_cache_in_place():
     program that keeps the old cache alive beside the new one shows such copies.)"""
     model, params = _lm(jnp.bfloat16)
     prompt = jnp.zeros((2, 5), jnp.int32)
-    compiled = language._generate_cached.lower(
+    compiled = language.generation_program().lower(
         model, params, prompt, KEY, jnp.float32(1.0), num_tokens=41, top_k=0, greedy=False,
         keep_logits=False).compile()
     cache = "bf16[2,16,2,16]"  # (batch, positions, heads, head width)

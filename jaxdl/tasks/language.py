@@ -193,8 +193,22 @@ def segments(prompt_len: int, num_tokens: int, context: int) -> list[tuple[bool,
     return plan
 
 
-@functools.partial(jax.jit, static_argnames=("model", "num_tokens", "top_k", "greedy",
-                                             "keep_logits"))
+# XLA options for the generation program, per backend (`jax.jit`'s compiler_options).
+GENERATE_COMPILER_OPTIONS: dict[str, dict] = {}
+
+
+def generation_program():
+    """`_generate_cached` jitted with this backend's GENERATE_COMPILER_OPTIONS."""
+    options = GENERATE_COMPILER_OPTIONS.get(jax.default_backend(), {})
+    return _jitted_generation(tuple(sorted(options.items())))
+
+
+@functools.cache
+def _jitted_generation(options: tuple):
+    return jax.jit(_generate_cached, compiler_options=dict(options) or None,
+                   static_argnames=("model", "num_tokens", "top_k", "greedy", "keep_logits"))
+
+
 def _generate_cached(model, params, context, rng, temperature, *, num_tokens, top_k, greedy,
                      keep_logits):
     """The whole generation as one program: prefill, then each stretch under `lax.scan`."""
@@ -276,10 +290,10 @@ def generate_cached(model, params, prompt, num_tokens: int, rng=None, *,
     batched = prompt.ndim == 2
     context = jnp.asarray(prompt.reshape(-1, prompt.shape[-1])[:, -model.max_len:], jnp.int32)
     rng = jax.random.PRNGKey(0) if rng is None else rng
-    tokens, logits = _generate_cached(model, params, context, rng, jnp.float32(temperature),
-                                      num_tokens=int(num_tokens), top_k=int(top_k),
-                                      greedy=bool(greedy or temperature == 0),
-                                      keep_logits=bool(return_logits))
+    tokens, logits = generation_program()(
+        model, params, context, rng, jnp.float32(temperature), num_tokens=int(num_tokens),
+        top_k=int(top_k), greedy=bool(greedy or temperature == 0),
+        keep_logits=bool(return_logits))
     if not batched:
         tokens, logits = tokens[0], None if logits is None else logits[0]
     return (tokens, logits) if return_logits else tokens
