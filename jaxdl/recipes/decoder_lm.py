@@ -140,6 +140,7 @@ def _key(config, name):
 def build_model(config, vocab_size: int) -> DecoderLM:
     return DecoderLM(vocab_size, num_layers=config.num_layers, num_heads=config.num_heads,
                      dim=config.dim, max_len=config.seq_len, dropout=config.dropout,
+                     attention_dropout=config.get("attention_dropout"),
                      use_bias=config.use_bias, positional=config.positional,
                      norm=_key(config, "norm"), qk_norm=_key(config, "qk_norm"),
                      mlp=_key(config, "mlp"), mlp_dim=_key(config, "mlp_dim"),

@@ -94,6 +94,7 @@ RULES = {
     "min_learning_rate": Rule(0.0, 10.0, example=1e-4),
     "weight_decay": Rule(0.0, 10.0, example=1e-4),
     "dropout": Rule(0.0, 1.0, open_high=True, example=0.1),
+    "attention_dropout": Rule(0.0, 1.0, open_high=True, example=0.0),
     "grad_clip_norm": Rule(0.0, example=1.0),
     "grad_clip": Rule(0.0, example=1.0),
     "warmup_steps": count(example=100),

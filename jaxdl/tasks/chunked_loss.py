@@ -81,8 +81,9 @@ def _scan(hidden, kernel, targets, weights, dtype, softcap, span, *, grads: bool
 
     def body(dk, chunk):
         h, y, w = chunk  # (batch, span, dim), (batch, span), (batch, span)
-        logits = jnp.einsum("bsd,dv->bsv", h.astype(dtype), k,
-                            preferred_element_type=jnp.float32)
+        # logits in the compute dtype, as the plain path's head gives them (half the bytes
+        # of float32 in bfloat16), then float32 for the softmax
+        logits = jnp.einsum("bsd,dv->bsv", h.astype(dtype), k).astype(jnp.float32)
         z = softcap * jnp.tanh(logits / softcap) if softcap > 0 else logits
         lse = jax.nn.logsumexp(z, axis=-1)
         z_y = jnp.take_along_axis(z, y[..., None], axis=-1)[..., 0]
