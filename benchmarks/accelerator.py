@@ -212,6 +212,8 @@ def main(argv=None) -> int:
           f"jax {results['device']['jax']}, torch {results['device']['torch']}")
     fmt = lambda v: "-" if v is None else f"{v:,.3g}" if v < 10 else f"{v:,.0f}"  # noqa: E731
     for label, j, t, r in results["table"]:
+        if j is None and t is None:
+            continue  # a case not run (--cases) or failed: its error is above
         print(f"| {label} | {fmt(j)} | {fmt(t)} | {'-' if r is None else f'{r:.2f}x'} |")
     walls = ", ".join(f"{c}/{s} {r.get('wall_s', 0):.0f} s" for c in args.cases.split(",")
                       for s, r in results[c].items())

@@ -49,49 +49,66 @@ def _lm_setup(quick: bool, nanogpt: bool, loss_impl: str):
     return with_dtype(model, jnp.bfloat16), tx, loss, config, s
 
 
-def _train_lm(quick: bool, nanogpt: bool, variants: dict) -> dict:
-    """Each variant (name -> (loss_impl, compiler options)) compiled and timed on the same
-    batch; the fastest one profiled. Tokens/s, MFU (jaxpr count) and nanoGPT's mfu_6n."""
+def _compile_lm(quick: bool, nanogpt: bool, loss_impl: str, options: dict, sizes):
+    """The variant's compiled step at the largest batch of `sizes` that fits, after one
+    step: (step, state, batch, compile seconds, config, model)."""
     import jax
     import numpy as np
 
-    from benchmarks.trace_summary import profile_steps, summarize
-    from jaxdl.recipes.decoder_lm import mfu_6n
-    from jaxdl.train import create_train_state, flops, make_train_step
+    from jaxdl.train import create_train_state, make_train_step
     from jaxdl.train.compile import compile_step, train_compiler_options
 
-    out, rng = {"variants": {}}, np.random.default_rng(0)
-    batch_size = None
+    model, tx, loss, config, s = _lm_setup(quick, nanogpt, loss_impl)
+    step = compile_step(make_train_step(loss, model),
+                        compiler_options={**(train_compiler_options() or {}), **options})
+    rng = np.random.default_rng(0)
+    for size in sizes:
+        try:
+            state = jax.jit(lambda k: create_train_state(
+                model, tx, k, np.zeros((1, s["context"]), np.int32)))(jax.random.PRNGKey(0))
+            batch = {"tokens": jax.device_put(rng.integers(
+                0, s["vocab"], (size, s["context"] + 1), dtype=np.int32))}
+            t0 = time.perf_counter()
+            state, m = step(state, batch)
+            jax.block_until_ready(m)
+            return step, state, batch, time.perf_counter() - t0, config, model
+        except Exception as e:  # noqa: BLE001 - out of memory: the next smaller batch
+            if "RESOURCE_EXHAUSTED" not in str(e) and "out of memory" not in str(e).lower():
+                raise
+            state = batch = None
+    raise RuntimeError(f"no batch of {sizes} fits")
+
+
+def _train_lm(quick: bool, nanogpt: bool, variants: dict) -> dict:
+    """Each variant (name -> (loss_impl, compiler options)) compiled and timed on the same
+    batch size (a variant that fails is reported and skipped); the fastest one profiled.
+    Tokens/s, MFU (jaxpr count) and nanoGPT's mfu_6n."""
+    import jax
+
+    from benchmarks.trace_summary import profile_steps, summarize
+    from jaxdl.recipes.decoder_lm import mfu_6n
+    from jaxdl.train import flops, make_train_step
+
+    out, best, sizes = {"variants": {}}, None, (4,) if quick else (64, 32, 16, 8)
     for name, (loss_impl, options) in variants.items():
-        model, tx, loss, config, s = _lm_setup(quick, nanogpt, loss_impl)
-        step_fn = make_train_step(loss, model)
-        for size in (4,) if quick else ((batch_size,) if batch_size else (64, 32, 16, 8)):
-            try:
-                state = jax.jit(lambda k, model=model, tx=tx, s=s: create_train_state(
-                    model, tx, k, np.zeros((1, s["context"]), np.int32)))(jax.random.PRNGKey(0))
-                batch = {"tokens": jax.device_put(rng.integers(
-                    0, s["vocab"], (size, s["context"] + 1), dtype=np.int32))}
-                opts = {**(train_compiler_options() or {}), **options}
-                step = compile_step(step_fn, compiler_options=opts)
-                t0 = time.perf_counter()
-                state, m = step(state, batch)
-                jax.block_until_ready(m)
-                compile_s, batch_size = time.perf_counter() - t0, size
-                break
-            except Exception as e:  # noqa: BLE001 - out of memory: the next smaller batch
-                if "RESOURCE_EXHAUSTED" not in str(e) and "out of memory" not in str(e).lower():
-                    raise
-                state = batch = step = None
+        try:
+            step, state, batch, compile_s, config, model = _compile_lm(
+                quick, nanogpt, loss_impl, options, sizes)
+        except Exception as e:  # noqa: BLE001 - reported; the other variants still run
+            out["variants"][name] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
+            continue
+        sizes = (batch["tokens"].shape[0],)  # every later variant at the same batch
         n = 3 if quick else 10
         seconds, state = step_seconds(step, state, batch, n, jax.block_until_ready)
-        tokens_per_s = n * batch_size * s["context"] / seconds
+        tokens_per_s = n * sizes[0] * config.seq_len / seconds
         out["variants"][name] = {"tokens_per_s": tokens_per_s, "step_ms": 1000 * seconds / n,
                                  "compile_s": compile_s, "loss_impl": loss_impl,
                                  "compiler_options": options}
-        if tokens_per_s >= max(v["tokens_per_s"] for v in out["variants"].values()):
+        if best is None or tokens_per_s > out["variants"][best[0]]["tokens_per_s"]:
             best = (name, step, state, batch, config, model)
-        else:
-            del state
+        del state
+    if best is None:
+        return out
     name, step, state, batch, config, model = best
     shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), state)
     model_flops = flops.matmul_flops(make_train_step(
@@ -105,11 +122,14 @@ def _train_lm(quick: bool, nanogpt: bool, variants: dict) -> dict:
         holder["state"], metrics = step(holder["state"], batch)
         return metrics
 
-    with tempfile.TemporaryDirectory() as trace_dir:
-        profile_steps(one, 3, trace_dir, jax.block_until_ready)
-        profile = summarize(trace_dir, top=15)
-    sps = best_v["tokens_per_s"] / (batch_size * config.seq_len)
-    out.update(best=name, batch=batch_size, tokens_per_s=best_v["tokens_per_s"],
+    try:
+        with tempfile.TemporaryDirectory() as trace_dir:
+            profile_steps(one, 3, trace_dir, jax.block_until_ready)
+            profile = summarize(trace_dir, top=15)
+    except Exception as e:  # noqa: BLE001 - the figures stand without the breakdown
+        profile = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
+    sps = best_v["tokens_per_s"] / (batch["tokens"].shape[0] * config.seq_len)
+    out.update(best=name, batch=batch["tokens"].shape[0], tokens_per_s=best_v["tokens_per_s"],
                step_ms=best_v["step_ms"], compile_s=best_v["compile_s"],
                model_flops_per_step=model_flops, peak_flops=peak, num_params=n_params,
                mfu=model_flops * sps / peak if peak else None,
@@ -272,7 +292,13 @@ def generate(quick: bool) -> dict:
         for name, options in candidates.items():
             language.GENERATE_COMPILER_OPTIONS[_backend()] = options
             t0 = time.perf_counter()
-            first = np.asarray(gen())  # compiles the one program
+            try:
+                first = np.asarray(gen())  # compiles the one program
+            except Exception as e:  # noqa: BLE001 - a candidate that fails is reported
+                if not options:
+                    raise
+                row["variants"][name] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
+                continue
             compile_s = time.perf_counter() - t0
             seconds = timed(gen, 3, np.asarray)
             row["variants"][name] = {"tokens_per_s": 3 * new * batch / seconds,
@@ -280,7 +306,8 @@ def generate(quick: bool) -> dict:
                                      "compile_s": compile_s}
             row.setdefault("tokens", first[:, :8].tolist())
             assert first[:, :8].tolist() == row["tokens"], f"{name} changed the tokens"
-        best = max(row["variants"], key=lambda k: row["variants"][k]["tokens_per_s"])
+        best = max((k for k in row["variants"] if "error" not in row["variants"][k]),
+                   key=lambda k: row["variants"][k]["tokens_per_s"])
         language.GENERATE_COMPILER_OPTIONS[_backend()] = candidates[best]
         context = jax.numpy.asarray(prompt)
         text = language.generation_program().lower(
@@ -288,9 +315,12 @@ def generate(quick: bool) -> dict:
             top_k=0, greedy=False, keep_logits=False).compile().as_text()
         heads = s["heads"]
         cache = f"bf16[{batch},{GENERATE['prompt'] + new},{heads},{s['dim'] // heads}]"
-        with tempfile.TemporaryDirectory() as trace_dir:
-            profile_steps(gen, 1, trace_dir, np.asarray)
-            summary = summarize(trace_dir, top=10)
+        try:
+            with tempfile.TemporaryDirectory() as trace_dir:
+                profile_steps(gen, 1, trace_dir, np.asarray)
+                summary = summarize(trace_dir, top=10)
+        except Exception as e:  # noqa: BLE001 - the figures stand without the breakdown
+            summary = {"error": f"{type(e).__name__}: {str(e)[:300]}", "events": 0}
         row.update(best=best, **row["variants"][best],
                    cache_copies=len(re.findall(re.escape(cache) + r"\{[0-9,]*\} copy\(", text)),
                    cache_updates=len(re.findall(re.escape(cache) + r"\{[0-9,]*\} "
