@@ -51,7 +51,7 @@ def _lm_setup(quick: bool, nanogpt: bool, loss_impl: str):
 
 def _compile_lm(quick: bool, nanogpt: bool, loss_impl: str, options: dict, sizes):
     """The variant's compiled step at the largest batch of `sizes` that fits, after one
-    step: (step, state, batch, compile seconds, config, model)."""
+    step: (step, state, batch, compile seconds, config, model, that step's loss)."""
     import jax
     import numpy as np
 
@@ -71,7 +71,9 @@ def _compile_lm(quick: bool, nanogpt: bool, loss_impl: str, options: dict, sizes
             t0 = time.perf_counter()
             state, m = step(state, batch)
             jax.block_until_ready(m)
-            return step, state, batch, time.perf_counter() - t0, config, model
+            seconds = time.perf_counter() - t0
+            loss = float(m["loss_sum"] / m["count"])
+            return step, state, batch, seconds, config, model, loss
         except Exception as e:  # noqa: BLE001 - out of memory: the next smaller batch
             if "RESOURCE_EXHAUSTED" not in str(e) and "out of memory" not in str(e).lower():
                 raise
@@ -92,7 +94,7 @@ def _train_lm(quick: bool, nanogpt: bool, variants: dict) -> dict:
     out, best, sizes = {"variants": {}}, None, (4,) if quick else (64, 32, 16, 8)
     for name, (loss_impl, options) in variants.items():
         try:
-            step, state, batch, compile_s, config, model = _compile_lm(
+            step, state, batch, compile_s, config, model, first_loss = _compile_lm(
                 quick, nanogpt, loss_impl, options, sizes)
         except Exception as e:  # noqa: BLE001 - reported; the other variants still run
             out["variants"][name] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
@@ -103,7 +105,7 @@ def _train_lm(quick: bool, nanogpt: bool, variants: dict) -> dict:
         tokens_per_s = n * sizes[0] * config.seq_len / seconds
         out["variants"][name] = {"tokens_per_s": tokens_per_s, "step_ms": 1000 * seconds / n,
                                  "compile_s": compile_s, "loss_impl": loss_impl,
-                                 "compiler_options": options}
+                                 "compiler_options": options, "first_loss": first_loss}
         if best is None or tokens_per_s > out["variants"][best[0]]["tokens_per_s"]:
             best = (name, step, state, batch, config, model)
         del state

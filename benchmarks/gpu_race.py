@@ -71,14 +71,16 @@ def peer(quick: bool, seed: int = 0) -> dict:
 
     @torch.no_grad()
     def val_loss() -> float:
-        model.eval()
+        """The uncompiled module (the same weights): eval mode and a last partial batch
+        would each make torch.compile recompile."""
+        net.eval()
         total = 0.0
         with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
             for chunk in val.split(256):
-                logits = model(chunk[:, :-1])
+                logits = net(chunk[:, :-1])
                 total += float(F.cross_entropy(logits.float().reshape(-1, logits.size(-1)),
                                                chunk[:, 1:].reshape(-1), reduction="sum"))
-        model.train()
+        net.train()
         return total / (val.shape[0] * c["context"])
 
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
