@@ -20,7 +20,7 @@ def get_config():
     c = recipes.get("decoder_lm").nanogpt_config()
     c.num_layers, c.num_heads, c.dim, c.seq_len = 6, 6, 384, 256
     c.batch_size = 64
-    c.dropout = 0.2
+    c.dropout = c.attention_dropout = 0.2
     c.num_steps = 5000
     c.batches_per_epoch = 500  # a checkpoint and a curve point every 500 steps
     c.learning_rate, c.min_learning_rate, c.warmup_steps = 1e-3, 1e-4, 100

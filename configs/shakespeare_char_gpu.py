@@ -22,7 +22,6 @@ def get_config():
     c.num_layers, c.num_heads, c.dim, c.seq_len = 6, 6, 384, 256
     c.batch_size = 64
     c.dropout = 0.2
-    c.attention_dropout = 0.0
     c.num_steps = 2000
     c.warmup_steps = 100
     c.batches_per_epoch = 500

@@ -62,6 +62,8 @@ class DecoderLanguageModel(LanguageModel):
         c.dim = 128
         c.seq_len = 64  # context
         c.dropout = 0.0
+        c.attention_dropout = 0.0  # on the attention weights (nanoGPT: the same as dropout);
+        # > 0 in training takes the explicit attention path instead of the fused kernel
         c.use_bias = False
         c.positional = "rotary"  # rotary | learned | sinusoidal
         c.norm = "rmsnorm"  # rmsnorm | layernorm
@@ -140,7 +142,7 @@ def _key(config, name):
 def build_model(config, vocab_size: int) -> DecoderLM:
     return DecoderLM(vocab_size, num_layers=config.num_layers, num_heads=config.num_heads,
                      dim=config.dim, max_len=config.seq_len, dropout=config.dropout,
-                     attention_dropout=config.get("attention_dropout"),
+                     attention_dropout=config.get("attention_dropout", config.dropout),
                      use_bias=config.use_bias, positional=config.positional,
                      norm=_key(config, "norm"), qk_norm=_key(config, "qk_norm"),
                      mlp=_key(config, "mlp"), mlp_dim=_key(config, "mlp_dim"),
