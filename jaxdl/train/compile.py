@@ -6,6 +6,11 @@ individual dots and reductions run 1.6x faster for MyNet (197 vs 120 img/s) and 
 for the diffusion UNet; the LMs are unchanged (switching YNNPACK off entirely would make
 the LSTM 1.7x slower). Eval and generation keep XLA's default, which is faster for
 inference (DESIGN, known traps; README, Benchmarks).
+
+On GPUs (and TPUs) a train step takes XLA's defaults: an option goes in
+`TRAIN_COMPILER_OPTIONS` only once it is measured faster there. The GPU candidates (Triton
+GEMMs off, for one) are timed by `benchmarks/accelerator.py` (`GPU_TRAIN_CANDIDATES`);
+none has been measured since it was written (README, Mixed precision and accelerators).
 """
 
 from collections.abc import Callable
@@ -14,6 +19,8 @@ import jax
 
 CPU_TRAIN_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type":
                               "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
+# backend (jax.default_backend()) -> XLA options for train steps, each one measured faster
+TRAIN_COMPILER_OPTIONS = {"cpu": CPU_TRAIN_COMPILER_OPTIONS}
 AUTO = "auto"  # compile_step's default: jaxdl's train-step options for this backend
 
 
@@ -39,5 +46,5 @@ def compile_eval(eval_fn: Callable, **jit_kwargs) -> Callable:
 
 
 def train_compiler_options() -> dict | None:
-    """The options jaxdl sets for train steps on this backend (CPU only, for now)."""
-    return CPU_TRAIN_COMPILER_OPTIONS if jax.default_backend() == "cpu" else None
+    """The options jaxdl sets for train steps on this backend (`TRAIN_COMPILER_OPTIONS`)."""
+    return TRAIN_COMPILER_OPTIONS.get(jax.default_backend())
