@@ -124,7 +124,7 @@ def add_peer_mfu(results: dict) -> None:
 
     from jaxdl.train import flops
 
-    peer, mine = results.get("lm", {}).get("torch", {}), results.get("lm", {}).get("jaxdl", {})
+    peer = results.get("lm", {}).get("torch", {})
     if "num_params_6n" not in peer:
         return
     s = GPT2_QUICK if results["quick"] else GPT2
@@ -132,8 +132,6 @@ def add_peer_mfu(results: dict) -> None:
     per_token = flops.flops_per_token_6n(peer["num_params_6n"], s["layers"], s["heads"],
                                          s["dim"] // s["heads"], s["context"])
     peer["mfu_6n"] = peer["tokens_per_s"] * per_token / peak if peak else None
-    if mine.get("num_params"):
-        mine.setdefault("num_params_6n", mine["num_params"] - s["context"] * s["dim"])
 
 
 def ratios(results: dict) -> list[tuple[str, float | None, float | None, float | None]]:

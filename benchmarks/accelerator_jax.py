@@ -51,7 +51,7 @@ def _lm_setup(quick: bool, nanogpt: bool, loss_impl: str):
 
 def _compile_lm(quick: bool, nanogpt: bool, loss_impl: str, options: dict, sizes):
     """The variant's compiled step at the largest batch of `sizes` that fits, after one
-    step: (step, state, batch, compile seconds, config, model, that step's loss)."""
+    step: (step, state, batch, compile seconds, config, model, loss fn, that step's loss)."""
     import jax
     import numpy as np
 
@@ -72,8 +72,8 @@ def _compile_lm(quick: bool, nanogpt: bool, loss_impl: str, options: dict, sizes
             state, m = step(state, batch)
             jax.block_until_ready(m)
             seconds = time.perf_counter() - t0
-            loss = float(m["loss_sum"] / m["count"])
-            return step, state, batch, seconds, config, model, loss
+            first = float(m["loss_sum"] / m["count"])
+            return step, state, batch, seconds, config, model, loss, first
         except Exception as e:  # noqa: BLE001 - out of memory: the next smaller batch
             if "RESOURCE_EXHAUSTED" not in str(e) and "out of memory" not in str(e).lower():
                 raise
@@ -94,7 +94,7 @@ def _train_lm(quick: bool, nanogpt: bool, variants: dict) -> dict:
     out, best, sizes = {"variants": {}}, None, (4,) if quick else (64, 32, 16, 8)
     for name, (loss_impl, options) in variants.items():
         try:
-            step, state, batch, compile_s, config, model, first_loss = _compile_lm(
+            step, state, batch, compile_s, config, model, loss, first_loss = _compile_lm(
                 quick, nanogpt, loss_impl, options, sizes)
         except Exception as e:  # noqa: BLE001 - reported; the other variants still run
             out["variants"][name] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
@@ -107,14 +107,14 @@ def _train_lm(quick: bool, nanogpt: bool, variants: dict) -> dict:
                                  "compile_s": compile_s, "loss_impl": loss_impl,
                                  "compiler_options": options, "first_loss": first_loss}
         if best is None or tokens_per_s > out["variants"][best[0]]["tokens_per_s"]:
-            best = (name, step, state, batch, config, model)
+            best = (name, step, state, batch, config, model, loss)
         del state
     if best is None:
         return out
-    name, step, state, batch, config, model = best
+    name, step, state, batch, config, model, loss = best
     shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), state)
-    model_flops = flops.matmul_flops(make_train_step(
-        _loss_of(variants[name][0]), flops.counting_model(model)), shapes, batch)
+    model_flops = flops.matmul_flops(make_train_step(loss, flops.counting_model(model)),
+                                     shapes, batch)
     peak = flops.peak_flops(jax.devices()[0], "bfloat16")
     best_v = out["variants"][name]
     n_params = sum(int(x.size) for x in jax.tree.leaves(state.params))
@@ -140,12 +140,6 @@ def _train_lm(quick: bool, nanogpt: bool, variants: dict) -> dict:
     return out
 
 
-def _loss_of(loss_impl: str):
-    from jaxdl.tasks import language
-
-    return functools.partial(language.next_token_loss, loss_impl=loss_impl)
-
-
 def lm(quick: bool) -> dict:
     """nanoGPT's architecture and AdamW at GPT-2-small shape: the plain and the chunked
     loss, and the chunked loss under each GPU train-step candidate."""
@@ -162,6 +156,15 @@ def lm_recipe(quick: bool) -> dict:
     return _train_lm(quick, False, {"recipe": ("auto", {})})
 
 
+def _precision(name):
+    """A context in which jits trace and compile at this matmul precision (None: XLA's)."""
+    import contextlib
+
+    import jax
+
+    return jax.default_matmul_precision(name) if name else contextlib.nullcontext()
+
+
 def _cnn_precisions():
     """(name, matmul precision for jax.default_matmul_precision, dtype): float32 as TF32
     (XLA's default on NVIDIA GPUs) and as full float32, and bfloat16."""
@@ -172,8 +175,6 @@ def _cnn_precisions():
 def cnn(quick: bool, batch_size: int | None = None, steps: int | None = None,
         names: tuple = ()) -> dict:
     """MyNet train and inference images/s at each precision (`names`: some of them)."""
-    import contextlib
-
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -198,9 +199,7 @@ def cnn(quick: bool, batch_size: int | None = None, steps: int | None = None,
         step = compile_step(make_train_step(classify.softmax_cross_entropy, task.model))
         infer = compile_eval(lambda params, x, model=task.model: jnp.argmax(
             model.apply({"params": params}, x), -1))
-        scope = (jax.default_matmul_precision(precision) if precision
-                 else contextlib.nullcontext())
-        with scope:  # traced and compiled at this precision
+        with _precision(precision):  # traced and compiled at this precision
 
             def one(step=step, holder=holder):
                 holder["state"], metrics = step(holder["state"], batch)
@@ -219,8 +218,6 @@ def cnn(quick: bool, batch_size: int | None = None, steps: int | None = None,
 
 
 def unet(quick: bool) -> dict:
-    import contextlib
-
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -255,9 +252,7 @@ def unet(quick: bool) -> dict:
                                    (batch["x"][:1], batch["t"][:1], batch["context"][:1],
                                     jnp.ones((1, length), bool), batch["context"][:1, 0]))
         step = compile_step(make_train_step(loss, model))
-        scope = (jax.default_matmul_precision(precision) if precision
-                 else contextlib.nullcontext())
-        with scope:
+        with _precision(precision):  # traced and compiled at this precision
             n = 3 if quick else 30
             seconds, _ = step_seconds(step, state, batch, n, jax.block_until_ready)
         out[name] = {"train_img_per_s": n * b / seconds}

@@ -16,12 +16,11 @@ as a field (TextToImage's encoder and UNet), which is how `--config.dtype` reach
 recipe's model.
 """
 
-import dataclasses
-
 import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxdl.errors import UserError
+from jaxdl.nn.fields import with_fields
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -41,9 +40,4 @@ def layer_dtypes(module: nn.Module) -> dict:
 
 def with_dtype(model: nn.Module, dtype) -> nn.Module:
     """`model` (and the models among its fields) computing in `dtype`."""
-    updates = {f.name: with_dtype(getattr(model, f.name), dtype)
-               for f in dataclasses.fields(model) if f.name != "parent"
-               and isinstance(getattr(model, f.name, None), nn.Module)}
-    if "dtype" in {f.name for f in dataclasses.fields(model)}:
-        updates["dtype"] = dtype
-    return model.clone(**updates) if updates else model
+    return with_fields(model, dtype=dtype)

@@ -122,12 +122,10 @@ class DecoderLanguageModel(LanguageModel):
 def mfu_6n(config, num_params: int, tokens_per_second: float, mesh=None) -> float | None:
     """MFU by nanoGPT's formula (`flops.flops_per_token_6n`, N without the position table,
     as nanoGPT's `get_num_params`), against the devices' dense peak; None where unknown."""
-    devices = jax.devices()[:1] if mesh is None else list(mesh.devices.flat)
-    peak = flops.peak_flops(devices[0], config.get("dtype", "float32"))
+    devices = jax.devices()[:1] if mesh is None else mesh.devices.flat
+    peak = flops.total_peak(devices, config.get("dtype", "float32"))
     if not peak:
         return None
-    if devices[0].platform != "cpu":
-        peak *= len(devices)
     table = config.seq_len * config.dim if config.positional == "learned" else 0
     per_token = flops.flops_per_token_6n(num_params - table, config.num_layers,
                                          config.num_heads, config.dim // config.num_heads,

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.errors import UserError
+from jaxdl.nn.lm_head import LMHead
 
 IMPLEMENTATIONS = ("auto", "plain", "chunked")
 # Positions per chunk (a batch x time slice): 824 MB of float32 logits at GPT-2's 50,304
@@ -79,15 +80,15 @@ def _unchunk(x):
 
 
 def _scan(hidden, kernel, targets, weights, dtype, softcap, span, *, grads: bool):
-    k = kernel.astype(dtype)
+    k = kernel.astype(dtype)  # cast once, not in every chunk
+    head = LMHead(k, dtype, softcap)  # the plain path's head, applied to a chunk
     vocab = kernel.shape[1]
 
     def body(dk, chunk):
         h, y, w = chunk  # (batch, span, dim), (batch, span), (batch, span)
-        # logits in the compute dtype, as the plain path's head gives them (half the bytes
-        # of float32 in bfloat16), then float32 for the softmax
-        logits = jnp.einsum("bsd,dv->bsv", h.astype(dtype), k).astype(jnp.float32)
-        z = softcap * jnp.tanh(logits / softcap) if softcap > 0 else logits
+        # logits in the compute dtype as the plain path's (half the bytes of float32 in
+        # bfloat16), soft-capped; float32 for the softmax
+        z = head(h).astype(jnp.float32)
         lse = jax.nn.logsumexp(z, axis=-1)
         z_y = jnp.take_along_axis(z, y[..., None], axis=-1)[..., 0]
         loss = jnp.sum((lse - z_y) * w)

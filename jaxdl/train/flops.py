@@ -22,16 +22,16 @@ so both columns hold the bfloat16 peak. On CPUs the peak is measured: the best o
 2048x2048 matmuls in that dtype (`measured_cpu_peak`, also printed by `make bench`).
 """
 
-import dataclasses
 import functools
 import math
 import time
 
-import flax.linen as nn
 import jax
 import jax.extend.core as jax_core
 import jax.numpy as jnp
 import numpy as np
+
+from jaxdl.nn.fields import with_fields
 
 # device_kind substring (lower case) -> (bfloat16, float32) dense peak FLOP/s per chip.
 PEAKS = {
@@ -59,6 +59,16 @@ def peak_flops(device, dtype: str) -> float | None:
     return None
 
 
+def total_peak(devices, dtype: str) -> float | None:
+    """Dense peak FLOP/s of these devices together (None where unknown). CPU "devices"
+    share the host's cores, so the host's measured peak is their total."""
+    devices = list(devices)
+    peak = peak_flops(devices[0], dtype)
+    if peak is not None and devices[0].platform != "cpu":
+        peak *= len(devices)
+    return peak
+
+
 @functools.cache
 def measured_cpu_peak(dtype: str = "float32", size: int = 2048, repeats: int = 5) -> float:
     """FLOP/s of the best of `repeats` (size x size) @ (size x size) matmuls on the CPU."""
@@ -77,14 +87,7 @@ def measured_cpu_peak(dtype: str = "float32", size: int = 2048, repeats: int = 5
 def counting_model(model):
     """`model` (and the models among its fields) as FLOPs are counted: `attention_impl`
     'xla' and `remat` 'none' wherever a module has those fields; the same function."""
-    fields = {f.name for f in dataclasses.fields(model)}
-    updates = {f: counting_model(getattr(model, f)) for f in fields if f != "parent"
-               and isinstance(getattr(model, f, None), nn.Module)}
-    if "attention_impl" in fields:
-        updates["attention_impl"] = "xla"
-    if "remat" in fields:
-        updates["remat"] = "none"
-    return model.clone(**updates) if updates else model
+    return with_fields(model, attention_impl="xla", remat="none")
 
 
 def flops_per_token_6n(num_params: int, num_layers: int, num_heads: int, head_dim: int,
@@ -102,10 +105,7 @@ def step_cost(step_fn, state, batch, *, steps_per_second: float, dtype: str = "f
     `peak_flops` and `mfu` (None where the peak is unknown)."""
     traced = jax.jit(step_fn).trace(state, batch)  # one trace for both counts
     model = _jaxpr_flops(traced.jaxpr.jaxpr)
-    devices = list(devices if devices is not None else jax.devices())
-    peak = peak_flops(devices[0], dtype)
-    if peak is not None and devices[0].platform != "cpu":
-        peak *= len(devices)  # CPU "devices" share the host's cores: its peak is the total
+    peak = total_peak(devices if devices is not None else jax.devices(), dtype)
     return {"flops_per_step": _xla_flops(traced.lower()), "model_flops_per_step": model,
             "peak_flops": peak,
             "mfu": model * steps_per_second / peak if peak else None}
