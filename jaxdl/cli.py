@@ -20,7 +20,6 @@ starting `error:` on stderr and exit status 2.
 
 import argparse
 import contextlib
-import io
 import json
 import sys
 from pathlib import Path
@@ -136,8 +135,8 @@ def load_for(workdir: Path, capability: str, command: str):
         applies = ", ".join(n for n, r in recipes.RECIPES.items() if getattr(r, capability))
         raise UserError(f"`jaxdl {command}` does not apply to {workdir}, a run of the "
                         f"{recipe.name} recipe; it applies to runs of {applies}")
-    with contextlib.redirect_stdout(io.StringIO()):  # stdout carries only the answer (--json)
-        return run.load(workdir)
+    with contextlib.redirect_stdout(sys.stderr):  # stdout: the answer alone (--json); the
+        return run.load(workdir)                  # notices (a fall-back, say) on stderr
 
 
 def _add(sub, name: str, text: str):
@@ -200,10 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val_fraction", type=float, default=0.1,
                    help="text sources: the last fraction validates (the LMs' split)")
     args = parser.parse_args(argv)
-    from jaxdl.train.noise import quiet_stderr
+    from jaxdl.train.noise import command_line_filters
 
     try:
-        with quiet_stderr():
+        with command_line_filters():
             _dispatch(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -215,11 +214,8 @@ def _dispatch(args) -> None:
     if getattr(args, "workdir", None) is None:
         return _command(args)
     args.workdir, mirror = storage.local_workdir(args.workdir)  # gs://: pulled into a mirror
-    try:
+    with storage.synced(mirror):  # eval.json, a sample's files
         _command(args)
-    finally:
-        if mirror is not None:
-            mirror.push()  # eval.json, a sample's files
 
 
 def _command(args) -> None:

@@ -195,19 +195,16 @@ def run_main(parse: Callable, main: Callable):
     is deliberately not caught: after fit's checkpoint the process ends cleanly.
     """
     from jaxdl import storage
-    from jaxdl.train.noise import quiet_stderr
+    from jaxdl.train.noise import command_line_filters
 
     mirror = None
     try:
-        with quiet_stderr():
+        with command_line_filters():
             config, workdir = parse()
             workdir, mirror = storage.local_workdir(workdir, start=True)  # gs://: its mirror
             check_workdir(workdir)
-            try:
+            with storage.synced(mirror):  # also after an error or a preemption
                 return main(config, workdir)
-            finally:
-                if mirror is not None:  # also after an error or a preemption
-                    mirror.stop()
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -159,13 +159,12 @@ def evaluate(workdir, *, verbose: bool = True) -> dict:
     """Re-evaluate the latest checkpoint: the same metrics as results.json, in eval.json
     (a `gs://` workdir: pulled once, eval.json pushed to the bucket)."""
     workdir, mirror = storage.local_workdir(workdir)
-    run = load(workdir)
-    ctx = Context(workdir=run.workdir, verbose=verbose, figures=False)
-    metrics = {"step": run.step, **run.recipe.evaluate(run.config, run.task, run.data,
-                                                       run.state, ctx)}
-    write_json(run.workdir / "eval.json", metrics)
-    if mirror is not None:  # the caller passed the URL (the CLI pushes its own mirror)
-        mirror.push()
+    with storage.synced(mirror):  # the caller passed the URL (the CLI pushes its own mirror)
+        run = load(workdir)
+        ctx = Context(workdir=run.workdir, verbose=verbose, figures=False)
+        metrics = {"step": run.step, **run.recipe.evaluate(run.config, run.task, run.data,
+                                                           run.state, ctx)}
+        write_json(run.workdir / "eval.json", metrics)
     return metrics
 
 

@@ -17,25 +17,28 @@ Point jaxdl at a bucket as at any GCS client: application default credentials on
 VM. At an emulator: `STORAGE_EMULATOR_HOST=http://127.0.0.1:PORT` (epath, through gcsfs),
 `TENSORSTORE_GCS_HTTP_URL=http://127.0.0.1:PORT` and `GOOGLE_AUTH_TOKEN_FOR_TESTING=x`
 (orbax, through tensorstore). gcsfs first asks over gRPC what kind of bucket it is, which
-hangs for 60 s against an emulator; `GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false`, set here
-unless the user set it, skips that question.
+hangs for 60 s against an emulator; `GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false`, set when
+jaxdl first opens a bucket unless the user set it, skips that question.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 import threading
+import time
 from pathlib import Path
 
 from jaxdl.errors import UserError, first_line
 
-os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")  # before gcsfs loads
-
 SCHEMES = ("gs",)
 MARKER = ".jaxdl_remote"  # in a mirror: the URL of its workdir
 PUSH_SECONDS = 60.0
-SKIP = ("checkpoints", MARKER, "run.lock", ".write_probe")  # never copied either way
+WARN_AFTER = 3  # failed background pushes in a row before a warning
+PROBE = ".write_probe"
+SKIP = ("checkpoints", MARKER, "run.lock", PROBE)  # never copied either way
 
 
 def is_remote(workdir) -> bool:
@@ -57,6 +60,7 @@ def check_url(url: str) -> tuple[str, str]:
 def remote(url: str):
     """`url` as an `etils.epath.Path` (gcsfs underneath, its listing cache off: a listing
     cached before another process wrote a file would hide that file)."""
+    os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")  # before gcsfs loads
     import fsspec
     from etils import epath
 
@@ -112,11 +116,15 @@ class Mirror:
         self.root = remote(self.url)
         self.local = cache_root() / "gs" / self.bucket / path
         self._pushed: dict[str, tuple] = {}
+        self.unsynced: dict[str, float] = {}  # relative path: when it first failed
+        self.last_error: Exception | None = None
+        self._failed = 0  # background pushes in a row that left files unsynced
         self._timer: threading.Timer | None = None
         self._lock = threading.Lock()
 
     def check_bucket(self) -> None:
-        """The bucket exists and answers: one line naming it otherwise, before any work."""
+        """The bucket exists and takes writes (a probe object written and removed): one line
+        naming it otherwise, before any work."""
         check_credentials(self.bucket)
         try:
             ok = remote(f"gs://{self.bucket}").exists()
@@ -127,6 +135,14 @@ class Mirror:
         if not ok:
             raise UserError(f"bucket gs://{self.bucket} does not exist; create it (gcloud "
                             "storage buckets create gs://BUCKET) or fix --workdir")
+        probe = self.root / PROBE
+        try:
+            probe.write_text("jaxdl write probe\n")
+            probe.unlink()
+        except Exception as e:  # noqa: BLE001 - permission and transport errors alike
+            raise UserError(f"cannot write to {self.url} ({first_line(e)}); the run could not "
+                            "save there: grant this account write access (roles/storage."
+                            "objectUser) or pick another --workdir") from None
 
     def pull(self) -> Path:
         """Copy the bucket's files (not its checkpoints) into the mirror; returns it."""
@@ -142,9 +158,12 @@ class Mirror:
         return self.local
 
     def push(self) -> int:
-        """Copy the mirror's new or changed files to the bucket; returns how many."""
+        """Copy the mirror's new or changed files to the bucket; returns how many. A file
+        that fails stays unsynced, and so do the files after it (gcsfs has retried it for
+        half a minute: the bucket is not answering); the next push retries them all. The
+        failure is kept in `last_error`; `unsynced` maps each file to when it first failed."""
         with self._lock:
-            n = 0
+            n, failed = 0, False
             for file in sorted(self.local.rglob("*")):
                 rel = file.relative_to(self.local)
                 if not file.is_file() or rel.parts[0] in SKIP or rel.name.startswith(".") and (
@@ -153,31 +172,67 @@ class Mirror:
                 stamp = _stamp(file)
                 if self._pushed.get(str(file)) == stamp:
                     continue
-                target = self.root / str(rel)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(file.read_bytes())
+                try:
+                    if failed:
+                        raise self.last_error
+                    target = self.root / str(rel)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(file.read_bytes())
+                except Exception as e:  # noqa: BLE001 - reported by the caller, see stop()
+                    self.unsynced.setdefault(str(rel), time.time())
+                    self.last_error, failed = e, True
+                    continue
                 self._pushed[str(file)] = stamp
+                self.unsynced.pop(str(rel), None)
                 n += 1
+            if not self.unsynced:
+                self.last_error = None
             return n
 
-    def start(self, every: float = PUSH_SECONDS) -> None:
-        """Push every `every` seconds in the background until `stop`."""
+    def start(self, every: float = PUSH_SECONDS, *, warn_after: int = WARN_AFTER) -> None:
+        """Push every `every` seconds in the background until `stop`. After `warn_after`
+        pushes in a row leave files unsynced, one warning on stderr says how many and since
+        when (again only after a push has succeeded)."""
         def tick():
             try:
                 self.push()
-            except Exception:  # noqa: BLE001 - a failed push is retried at the next tick
-                pass
-            self.start(every)
+                self._failed = self._failed + 1 if self.unsynced else 0
+            except Exception as e:  # noqa: BLE001 - the listing itself failed: retried
+                self.last_error, self._failed = e, self._failed + 1
+            if self._failed == warn_after:
+                print(f"warning: {self._unsynced_summary()}; retrying every {every:.0f} s",
+                      file=sys.stderr, flush=True)
+            self.start(every, warn_after=warn_after)
 
         self._timer = threading.Timer(every, tick)
         self._timer.daemon = True
         self._timer.start()
 
     def stop(self) -> None:
+        """Stop the background pushes and push once more; a file still unsynced is a
+        UserError listing them (they stay in the mirror)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self.push()
+        try:
+            self.push()
+        except Exception as e:  # noqa: BLE001 - listing the mirror or the bucket failed
+            self.last_error = e
+            self.unsynced.setdefault("(all new files)", time.time())
+        if self.unsynced:
+            names = sorted(self.unsynced)
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5
+                                            else "")
+            raise UserError(f"{self._unsynced_summary()}: {shown}; they are in {self.local}: "
+                            f"copy them with `gcloud storage cp -r {self.local}/* {self.url}/` "
+                            "or rerun the command once the bucket answers")
+
+    def _unsynced_summary(self) -> str:
+        since = time.strftime("%H:%M:%S", time.localtime(min(self.unsynced.values(),
+                                                             default=time.time())))
+        cause = first_line(self.last_error) if self.last_error else "unknown cause"
+        return (f"{len(self.unsynced)} file(s) of {self.url} unsynced since {since} "
+                f"({cause})")
 
     def _remote_files(self, directory=None):
         """The workdir's files in the bucket, by listing each directory (epath refuses a
@@ -207,3 +262,22 @@ def local_workdir(workdir, *, start: bool = False):
     if start:
         mirror.start()
     return local, mirror
+
+
+@contextlib.contextmanager
+def synced(mirror: Mirror | None):
+    """Push `mirror` (if any) when the block ends. Files left unsynced are a UserError after
+    a block that succeeded, and a warning line after one that raised: the block's own error
+    (or preemption) is what the command ends with."""
+    if mirror is None:
+        yield
+        return
+    try:
+        yield
+    except BaseException:
+        try:
+            mirror.stop()
+        except UserError as e:
+            print(f"warning: {e}", file=sys.stderr, flush=True)
+        raise
+    mirror.stop()

@@ -24,6 +24,11 @@ class Network:
     def cut_at(self, marker: bytes, n: int = 1) -> None:
         self.marker, self.left = marker, n
 
+    def heal(self) -> None:
+        """The network is back: new connections go through again."""
+        self.marker, self.left = None, 0
+        self.down.clear()
+
     def close(self) -> None:
         self.server.close()
         self._drop()

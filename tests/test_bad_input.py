@@ -583,7 +583,7 @@ def test_unretrieved_failed_read_tasks_are_dropped_others_logged(capfd):
     import asyncio
     import gc
 
-    import jaxdl.train.noise  # noqa: F401  (installs the filter)
+    from jaxdl.train.noise import command_line_filters
 
     async def fail(text):
         raise ValueError(text)
@@ -599,10 +599,11 @@ def test_unretrieved_failed_read_tasks_are_dropped_others_logged(capfd):
     handler = logging.StreamHandler(sys.stderr)
     logging.getLogger("asyncio").addHandler(handler)
     try:
-        leave_unretrieved("OUT_OF_RANGE: Error reading [tensorstore_spec='{}']")
-        assert capfd.readouterr().err == ""
-        leave_unretrieved("a real bug")
-        err = capfd.readouterr().err
+        with command_line_filters():
+            leave_unretrieved("OUT_OF_RANGE: Error reading [tensorstore_spec='{}']")
+            assert capfd.readouterr().err == ""
+            leave_unretrieved("a real bug")
+            err = capfd.readouterr().err
     finally:
         logging.getLogger("asyncio").removeHandler(handler)
     assert "Task exception was never retrieved" in err and "a real bug" in err

@@ -13,14 +13,17 @@ Resume protocol (the Flax examples' convention):
 1. no checkpoint in the workdir: start fresh;
 2. a complete latest step: restore it, into the caller's state template (and so
    into the caller's sharding);
-3. the latest step cannot be read (corrupt metadata, missing items, truncated or garbled
-   arrays): say so and try the previous one. A training Checkpointer (`cleanup=True`)
-   moves each damaged step aside to `<step>.damaged-<time>` (nothing is deleted) once an
-   older step has restored, so the run retrains through that step and saves it anew;
-   readers leave it in place;
+3. the latest step is proven damaged (corrupt metadata, missing items, truncated or
+   garbled arrays; `jaxdl.storage_errors.classify`): say so and try the previous one. A
+   training Checkpointer (`cleanup=True`) moves each damaged step aside to
+   `<step>.damaged-<time>` (nothing is deleted) once an older step has restored, so the
+   run retrains through that step and saves it anew; readers leave it in place;
 4. the checkpoint does not fit the model (a parameter missing, extra or of another shape,
    found from the step's metadata before any array is read): raise a UserError naming
-   it, delete nothing. A fitting step whose restore still fails is case 3.
+   it, delete nothing;
+5. any other failure is not damage: a store that does not answer is retried with backoff
+   (`JAXDL_IO_RETRY_SECONDS`), then it, device out-of-memory, a refused permission or an
+   unknown error is one UserError naming the step and the cause; nothing is moved.
 `meta` carries what is not an array: the data position (`data_position`, checked
 against the loader on resume by `check_data_position`) and the curves so far.
 """
@@ -35,7 +38,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxdl import storage
+from jaxdl import storage, storage_errors
 from jaxdl.errors import UserError, first_line
 from jaxdl.train.noise import is_disk_full, quiet_orbax
 
@@ -53,7 +56,7 @@ class Checkpointer:
         except OSError as e:
             raise UserError(f"cannot create checkpoint directory {self.directory}: "
                             f"{e.strerror}; pick a writable --workdir") from None
-        self.cleanup = cleanup
+        self.cleanup, self._saving = cleanup, None
         if cleanup and jax.process_index() == 0:
             remove_unfinished(self.directory)
         options = ocp.CheckpointManagerOptions(
@@ -65,27 +68,41 @@ class Checkpointer:
 
     def save(self, step: int, state, meta: dict, *, force: bool = True) -> None:
         """Start saving `step` (asynchronously: the arrays are copied off the devices before
-        this returns, the files are written in the background; `wait` for them)."""
+        this returns, the files are written in the background; `wait` for them). The previous
+        save is waited for first, so its failure names its own step."""
+        self.wait()
         args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
-        with self._disk_errors(step):
+        with self._save_errors(step), storage_errors.gcs_retry_policy():
             self.manager.save(int(step), args=args, force=force)
         self._saving = int(step)
 
     @contextlib.contextmanager
-    def _disk_errors(self, step):
-        """A full disk (or quota) during a save: one UserError naming the path and the last
-        complete step, which stays as it was; the cut-off save is removed on the next start."""
+    def _save_errors(self, step):
+        """Any failed save: one UserError naming the step, its path and the cause; the last
+        complete step stays as it was (the cut-off save is removed on the next start)."""
         try:
             yield
-        except Exception as e:  # orbax wraps the OSError from its writer threads
-            if not is_disk_full(e):
+        except UserError:
+            raise
+        except Exception as e:  # noqa: BLE001 - orbax wraps its writer threads' errors
+            if step is None:
                 raise
             kept = [s for s in self.manager.all_steps() if s != step]
-            last = f"step {max(kept)}" if kept else "none yet"
-            raise UserError(f"no space left on the device of {self.directory} while saving "
-                            f"checkpoint step {step}; free some space (or point --workdir "
-                            f"elsewhere) and rerun: the last complete checkpoint ({last}) is "
-                            "kept") from None
+            last = (f"the last complete checkpoint, step {max(kept)}, is kept and a rerun "
+                    "resumes from it" if kept else "no checkpoint was complete yet, so a rerun "
+                    "starts from the beginning")
+            path = self.directory / str(step)
+            if is_disk_full(e):
+                raise UserError(f"no space left on the device of {self.directory} while "
+                                f"saving checkpoint step {step}; free some space (or point "
+                                f"--workdir elsewhere) and rerun: {last}") from None
+            kind = storage_errors.classify(e, missing_is_damage=False)
+            why = {storage_errors.TRANSIENT: "the store did not answer after retries",
+                   storage_errors.DENIED: "permission denied",
+                   storage_errors.MEMORY: "out of memory"}.get(kind, "the store refused it")
+            self._saving = None
+            raise UserError(f"could not save checkpoint step {step} to {path}: {why} "
+                            f"({first_line(e)}); {last}") from None
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -107,24 +124,15 @@ class Checkpointer:
         damaged = []
         for i, step in enumerate(steps):
             try:
-                with quiet_orbax():
-                    stored = self._stored_shapes(step)
-            except _UNREADABLE as e:
-                self._fall_back(step, steps[i + 1:], e)
-                damaged.append(step)
-                continue
-            mismatch = _first_mismatch(stored, abstract)
-            if mismatch is not None:
-                raise UserError(
-                    f"checkpoint step {step} in {self.directory} does not match this model "
-                    f"({mismatch}); use a fresh --workdir or the config it was saved with")
-            args = ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
-            )
-            try:
-                with quiet_orbax():
-                    restored = self.manager.restore(step, args=args)
-            except _UNREADABLE as e:  # the tree fits (checked above): the files are damaged
+                restored = storage_errors.retrying(
+                    lambda step=step: self._read_step(step, abstract),
+                    what=f"reading checkpoint step {step} from {self.directory}")
+            except UserError:
+                raise
+            except Exception as e:  # noqa: BLE001 - classified: only damage falls back
+                kind = storage_errors.classify(e)
+                if kind != storage_errors.DAMAGE:
+                    raise UserError(self._read_failure(step, kind, e)) from None
                 self._fall_back(step, steps[i + 1:], e)
                 damaged.append(step)
                 continue
@@ -135,6 +143,37 @@ class Checkpointer:
             raise UserError(f"no readable checkpoint in {self.directory} (steps {steps}); "
                             "move the directory away to start fresh")
         return None
+
+    def _read_step(self, step: int, abstract):
+        """Restore one step into `abstract`; a UserError when its tree does not fit."""
+        with quiet_orbax(), storage_errors.gcs_retry_policy():
+            stored = self._stored_shapes(step)
+            mismatch = _first_mismatch(stored, abstract)
+            if mismatch is not None:
+                raise UserError(
+                    f"checkpoint step {step} in {self.directory} does not match this model "
+                    f"({mismatch}); use a fresh --workdir or the config it was saved with")
+            args = ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
+            return self.manager.restore(step, args=args)
+
+    def _read_failure(self, step: int, kind: str, e: Exception) -> str:
+        """The one line for a restore that failed without proof of damage."""
+        where = f"checkpoint step {step} in {self.directory}"
+        cause = first_line(e)
+        if kind == storage_errors.TRANSIENT:
+            return (f"cannot read {where}: the store did not answer for "
+                    f"{storage_errors.retry_seconds():.0f} s ({cause}); nothing was moved or "
+                    "deleted: rerun when it answers (JAXDL_IO_RETRY_SECONDS sets the wait)")
+        if kind == storage_errors.MEMORY:
+            return (f"out of memory restoring {where} ({cause}); free the device (another "
+                    "process may hold it) or use a machine with more memory: nothing was "
+                    "moved or deleted")
+        if kind == storage_errors.DENIED:
+            return (f"permission denied reading {where} ({cause}); check the credentials "
+                    "and the permissions on the workdir: nothing was moved or deleted")
+        return (f"cannot read {where} ({type(e).__name__}: {cause}); this is not known "
+                "damage, so nothing was moved or deleted: fix the cause and rerun")
 
     def _stored_shapes(self, step: int) -> dict[tuple[str, ...], tuple[int, ...] | None]:
         """`{parameter path: global shape}` of a step's saved state, from its metadata
@@ -166,8 +205,9 @@ class Checkpointer:
         self.manager.reload()
 
     def wait(self) -> None:
-        with self._disk_errors(getattr(self, "_saving", None)):
+        with self._save_errors(getattr(self, "_saving", None)):
             self.manager.wait_until_finished()
+        self._saving = None
 
     def close(self) -> None:
         try:
@@ -267,13 +307,6 @@ def check_data_position(meta: dict, loader, step: int, directory) -> None:
         f"{saved.get('epoch')}, batch {saved.get('batch')} of a different loader ({what}); "
         "resuming would not continue the same run: resume with the batch size, data and seed "
         "it was saved with, or use a fresh --workdir")
-
-
-# What reading a damaged step raises: orbax/tensorstore ValueError (json errors included),
-# OSError for missing files, KeyError for a truncated tree, and a bare `Exception`
-# ("Encountered error while reading array index") for a truncated array file. The `try`s
-# that catch these hold only orbax calls, so nothing of jaxdl's (a UserError) is caught.
-_UNREADABLE = (Exception,)
 
 
 def _shape(value) -> tuple[int, ...] | None:

@@ -1,19 +1,23 @@
 """What orbax and tensorstore print around a failed checkpoint read or save, filtered so the
-failure itself is one line (`restore_latest` and `Checkpointer.save` report it).
+failure itself is one line (`Checkpointer` reports it).
 
-- `quiet_orbax()`: orbax's, absl's and asyncio's loggers silenced around a restore;
-- a logging filter on absl that drops orbax's writer threads' full-disk tracebacks;
+Importing this module changes nothing. `quiet_orbax()` silences orbax's, absl's, asyncio's
+and gcsfs's loggers around one restore. `command_line_filters()`, entered by the command-line
+entries alone, installs for the command's run:
+- logging filters on absl and asyncio that drop orbax's writer threads' tracebacks of a
+  full disk or a refused write and the unretrieved failed reads of a damaged step, and on
+  gcsfs its "out of retries" tracebacks (the error itself is raised and reported);
 - `sys.unraisablehook` / `sys.excepthook` filters for the failed-read coroutines and for
   tensorstore's callbacks into orbax's closed event loop;
-- `QuietStderr` / `quiet_stderr()`, installed by the command-line entries, for the same
-  closed-loop tracebacks printed from native threads past any Python hook.
-Each drops only those messages; everything else passes through unchanged.
+- `QuietStderr` for the same closed-loop tracebacks printed from native threads.
+Each drops only those exact messages; everything else passes through unchanged.
 """
 
 import contextlib
 import errno
+import io
 import logging
-import re
+import os
 import sys
 
 
@@ -21,7 +25,8 @@ import sys
 def quiet_orbax():
     """Silence orbax's and asyncio's own logging of a failed read (hundreds of lines on
     stderr for one truncated array); the failure itself is raised and reported in one line."""
-    loggers = [logging.getLogger(n) for n in ("absl", "asyncio", "orbax", "jax")]
+    names = ("absl", "asyncio", "orbax", "jax", "gcsfs", "fsspec")
+    loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.CRITICAL)
@@ -40,15 +45,20 @@ def is_disk_full(e: BaseException) -> bool:
     return False
 
 
-class _DropDiskFullLogs(logging.Filter):
-    """orbax's writer threads log a full disk with tracebacks (hundreds of lines) before the
-    save's error reaches the main thread, which reports it in one line."""
+class _DropFailedWriteLogs(logging.Filter):
+    """orbax's writer threads log a failed save (a full disk, a refused or unanswered write)
+    with its traceback, hundreds of lines across its threads, before the save's error
+    reaches the main thread, which reports it in one line (`Checkpointer._save_errors`):
+    orbax's records that carry an exception are dropped, and full-disk messages."""
 
     def filter(self, record) -> bool:
         if "No space left on device" in record.getMessage():
             return False
         exc = record.exc_info[1] if record.exc_info else None
-        return not (exc is not None and is_disk_full(exc))
+        return not (exc is not None and (is_disk_full(exc) or _ORBAX in record.pathname))
+
+
+_ORBAX = f"{os.sep}orbax{os.sep}checkpoint{os.sep}"
 
 
 class _DropFailedReadTasks(logging.Filter):
@@ -63,71 +73,88 @@ class _DropFailedReadTasks(logging.Filter):
                     and exc is not None and "tensorstore_spec" in str(exc))
 
 
-for _name in ("absl", "asyncio"):  # asyncio: "Task exception was never retrieved"
-    logging.getLogger(_name).addFilter(_DropDiskFullLogs())
-logging.getLogger("asyncio").addFilter(_DropFailedReadTasks())
+class _DropOutOfRetries(logging.Filter):
+    """gcsfs logs each request that ran out of retries, with its traceback, and raises; the
+    mirror's push and the checkpoint code report that error themselves, once."""
 
-
-def _drop_closed_loop_noise(kind, value, tb) -> None:
-    """`sys.excepthook`: after a failed save, tensorstore's callbacks into orbax's closed
-    asyncio loop print 'RuntimeError: Event loop is closed'; that alone is dropped."""
-    if kind is RuntimeError and str(value) == "Event loop is closed":
-        return
-    _DEFAULT_EXCEPTHOOK(kind, value, tb)
-
-
-_DEFAULT_EXCEPTHOOK = sys.excepthook
-sys.excepthook = _drop_closed_loop_noise
+    def filter(self, record) -> bool:
+        return not record.getMessage().startswith("_request out of retries")
 
 
 class QuietStderr:
-    """A stderr that drops the tracebacks ending in 'RuntimeError: Event loop is closed'
-    (tensorstore's callbacks into orbax's closed loop after a failed save or read, printed
-    from native threads past any Python hook); everything else passes through unchanged,
-    progress bars included. The command-line entries install it (`quiet_stderr()`)."""
+    """A stderr that drops the tracebacks ending in exactly 'RuntimeError: Event loop is
+    closed' (tensorstore's callbacks into orbax's closed loop after a failed save or read,
+    printed from native threads past any Python hook) and passes everything else through.
+
+    Only lines from a traceback header on are held, until the traceback's exception line
+    (its first unindented line) arrives: noise is dropped, anything else is written in
+    full. Threads may interleave tracebacks (each header waits for its own exception line)
+    and jaxdl's own `error: ...` line, which is written at once. A traceback longer than
+    `LIMIT` lines, or one still held at `close()` (at exit), is written as it is."""
+
+    HEADER = "Traceback (most recent call last):"
+    NOISE = "RuntimeError: Event loop is closed"
+    OWN = "error: "
+    LIMIT = 500
 
     def __init__(self, stream):
-        self.stream, self.block = stream, None
-
-    HEADER = "Traceback (most recent call last)"
-    NOISE = "RuntimeError: Event loop is closed"
-    # A traceback's last line names the exception (`RuntimeError: ...`, `pkg.SomeError`);
-    # another unindented line inside one was written by another thread (the command's own
-    # `error: ...` line, say) and passes straight through.
-    EXCEPTION_LINE = re.compile(r"(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?::|$)")
+        self.stream = stream
+        self.held: list[str] = []  # complete lines of open tracebacks
+        self.partial = ""  # an unfinished line that may be (or be part of) a traceback
+        self.headers = self.ends = 0
+        self.real = False
+        self.line_start = True
 
     def write(self, text: str) -> int:
-        if self.block is None and not text.startswith(self.HEADER):
-            return self.stream.write(text)
-        self.block = (self.block or "") + text
-        while self.block is not None and "\n" in self.block:
-            if not self._close_block():
-                break
+        if not self.held and not self.partial and text.startswith(self.HEADER):
+            self.line_start = True  # another thread's traceback, written mid-line (a bar)
+        data, self.partial = self.partial + text, ""
+        *lines, last = data.split("\n")
+        for line in lines:
+            self._line(line + "\n")
+        if self.held or (self.line_start and (last.startswith(self.HEADER)
+                                              or self.HEADER.startswith(last))):
+            self.partial = last  # wait for the rest of the line
+        elif last:
+            self.stream.write(last)
+            self.line_start = last.endswith("\r")
         return len(text)
 
-    def _close_block(self) -> bool:
-        """Emit or drop the buffered tracebacks once each header has its exception line
-        (threads may interleave theirs); True when the buffer was consumed."""
-        lines = self.block.split("\n")
-        headers, errors = 0, []
-        for i, line in enumerate(lines[:-1]):
-            if line.startswith(self.HEADER):
-                headers += 1
-            elif line and not line[0].isspace():
-                if not self.EXCEPTION_LINE.match(line):  # interleaved: not the traceback's
-                    self.stream.write(line + "\n")
-                    self.block = "\n".join(lines[:i] + lines[i + 1:])
-                    return True
-                errors.append(line.strip())
-                if len(errors) == headers:
-                    done, rest = "\n".join(lines[:i + 1]) + "\n", "\n".join(lines[i + 1:])
-                    if any(e != self.NOISE for e in errors):
-                        self.stream.write(done)
-                    self.block = None
-                    if rest:
-                        self.write(rest)
-                    return True
-        return False
+    def _line(self, line: str) -> None:
+        text = line.rstrip("\n")
+        if not self.held:
+            if self.line_start and text.startswith(self.HEADER):
+                self.held, self.headers, self.ends, self.real = [line], 1, 0, False
+            else:
+                self.stream.write(line)
+                self.line_start = True
+            return
+        if text.startswith(self.HEADER):
+            self.headers += 1
+        elif text and not text[0].isspace():
+            if text.startswith(self.OWN):  # the command's own line, mid-traceback
+                self.stream.write(line)
+                return
+            self.ends += 1  # an exception line closes the oldest open traceback
+            self.real = self.real or text != self.NOISE
+        self.held.append(line)
+        if self.ends >= self.headers or len(self.held) > self.LIMIT:
+            self._release(write=self.real or self.ends < self.headers)
+
+    def _release(self, *, write: bool) -> None:
+        if write:
+            self.stream.write("".join(self.held))
+        self.held, self.headers, self.ends, self.real = [], 0, 0, False
+        self.line_start = True
+
+    def close(self) -> None:
+        """Write whatever is still held (an unfinished traceback, a partial line)."""
+        if self.held:
+            self._release(write=True)
+        if self.partial:
+            self.stream.write(self.partial)
+            self.partial = ""
+        self.stream.flush()
 
     def flush(self) -> None:
         self.stream.flush()
@@ -136,33 +163,58 @@ class QuietStderr:
         return getattr(self.stream, name)
 
 
+def _drop_closed_loop_noise(previous):
+    """`sys.excepthook`: after a failed save, tensorstore's callbacks into orbax's closed
+    asyncio loop raise 'RuntimeError: Event loop is closed'; that alone is dropped."""
+    def hook(kind, value, tb) -> None:
+        if kind is RuntimeError and str(value) == "Event loop is closed":
+            return
+        previous(kind, value, tb)
+    return hook
+
+
+def _drop_orbax_read_noise(previous):
+    """`sys.unraisablehook`: orbax's concurrent array reads that fail after the first one
+    are reported by Python as 'Exception ignored in <coroutine ...>' when collected, and
+    gcsfs's failed uploads leave a 'BufferError: Existing exports of data' on their buffer;
+    the failure is already reported in one line, so those alone are dropped."""
+    def hook(unraisable) -> None:
+        if "_read_array_index" in repr(getattr(unraisable, "object", None)):
+            return
+        if isinstance(unraisable.exc_value, BufferError) and isinstance(
+                getattr(unraisable, "object", None), io.BytesIO):
+            return
+        previous(unraisable)
+    return hook
+
+
 @contextlib.contextmanager
-def quiet_stderr():
-    """Filter stderr for the command's run. On the process's own stderr the filter stays
-    until the process ends (the noise comes from native threads, up to interpreter exit);
-    a replaced stderr (a test's capture) gets its own stream back."""
-    previous = sys.stderr
-    if isinstance(previous, QuietStderr):
+def command_line_filters():
+    """The filters above, for a command's run. On the process's own stderr they stay until
+    the process ends (the noise comes from native threads, up to interpreter exit) and what
+    the stderr filter holds is written at exit; a replaced stderr (a test's capture) gets
+    its stream, hooks and loggers back."""
+    if isinstance(sys.stderr, QuietStderr):  # nested (the runner inside the CLI)
         yield
         return
-    sys.stderr = quiet = QuietStderr(previous)
+    previous = sys.stderr, sys.excepthook, sys.unraisablehook
+    filters = [(logging.getLogger(name), f) for name, f in (
+        ("absl", _DropFailedWriteLogs()), ("asyncio", _DropFailedWriteLogs()),
+        ("asyncio", _DropFailedReadTasks()), ("gcsfs", _DropOutOfRetries()))]
+    for logger, f in filters:
+        logger.addFilter(f)
+    sys.stderr = quiet = QuietStderr(previous[0])
+    sys.excepthook = _drop_closed_loop_noise(previous[1])
+    sys.unraisablehook = _drop_orbax_read_noise(previous[2])
     try:
         yield
     finally:
-        if previous is not sys.__stderr__:
-            if quiet.block:
-                previous.write(quiet.block)
-            sys.stderr = previous
+        if previous[0] is sys.__stderr__:
+            import atexit
 
-
-def _drop_orbax_read_noise(unraisable) -> None:
-    """`sys.unraisablehook`: orbax's concurrent array reads that fail after the first one
-    are reported by Python as 'Exception ignored in <coroutine ...>' when collected; the
-    failure is already reported (one line) by `restore_latest`, so drop those alone."""
-    if "_read_array_index" in repr(getattr(unraisable, "object", None)):
-        return
-    _DEFAULT_UNRAISABLEHOOK(unraisable)
-
-
-_DEFAULT_UNRAISABLEHOOK = sys.unraisablehook
-sys.unraisablehook = _drop_orbax_read_noise
+            atexit.register(quiet.close)
+        else:
+            quiet.close()
+            sys.stderr, sys.excepthook, sys.unraisablehook = previous
+            for logger, f in filters:
+                logger.removeFilter(f)
