@@ -252,3 +252,38 @@ def test_a_missing_embedded_file_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(text, "EMBEDDED_DIR", tmp_path)  # a damaged install
     with pytest.raises(UserError, match=r"cannot read .*tinyshakespeare.txt .*reinstall jaxdl"):
         text.load_text("tinyshakespeare")
+
+
+def test_3_racing_runs_never_share_a_workdir(tmp_path):
+    """Six processes take the same workdir's lock at the same instant, 40 times over: a
+    fresh workdir, or one with a stale lock (a process that is gone). Exactly one wins each
+    time; the lock is written whole in one step, so none finds it empty and takes it over."""
+    import multiprocessing as mp
+
+    from tests.lock_race_child import race
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    dirs = []
+    for i in range(40):
+        d = tmp_path / f"w{i}"
+        d.mkdir()
+        if i % 2:
+            (d / "run.lock").write_text(json.dumps({"host": socket.gethostname(),
+                                                    "pid": int(gone)}))
+        dirs.append(str(d))
+    ctx = mp.get_context("spawn")
+    n = 6
+    barrier, results = ctx.Barrier(n), ctx.Queue()
+    procs = [ctx.Process(target=race, args=(dirs, barrier, results, k)) for k in range(n)]
+    for p in procs:
+        p.start()
+    rows = [results.get(timeout=240) for _ in range(n * len(dirs))]
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    for i in range(len(dirs)):
+        winners = [me for j, me, won in rows if j == i and won]
+        assert len(winners) == 1, (i, winners)
+    assert not any(Path(d, "run.lock").exists() for d in dirs)
+    assert not [p.name for d in dirs for p in Path(d).iterdir()]  # no temporary files left

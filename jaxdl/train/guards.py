@@ -9,6 +9,7 @@ checked before it is written, so no checkpoint ever holds nan or inf. `fit` uses
 
 import os
 import signal
+import sys
 import threading
 
 import jax
@@ -16,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
-from jaxdl.errors import UserError
+from jaxdl.errors import UserError, first_line
 from jaxdl.train.checkpoint import Checkpointer
 
 
@@ -85,8 +86,13 @@ class PreemptionWatch:
             try:
                 if multihost_utils.reached_preemption_sync_point(int(step)):
                     self.received = True
-            except RuntimeError:  # the preemption service is disabled in this process
+            except RuntimeError as e:  # the preemption service is off in this process
                 self.distributed = False
+                print(f"warning: JAX's preemption service cannot be asked ({first_line(e)}), "
+                      "so a SIGTERM will not save a checkpoint in this run: only the periodic "
+                      "checkpoints (--config.checkpoint_every) are kept; start the processes "
+                      "with jax.distributed.initialize() for preemption saves",
+                      file=sys.stderr, flush=True)
         return self.received
 
 
