@@ -520,3 +520,15 @@ def test_resolve_mnist_unprepared_tfds_copy_in_data_dir(tmp_path, isolated):
         S.resolve_image_dataset("mnist", data_dir=tmp_path, verbose=False)
     assert f"TFDS dataset 'mnist' is not prepared under {tmp_path}" in str(err.value)
     assert len(S.resolve_image_dataset("mnist", verbose=False).train) == 30
+
+
+def test_an_unusable_tfds_copy_is_skipped_with_one_line(tmp_path, isolated, capsys):
+    """`auto` (mnist_available) finds a TFDS copy it cannot use: it says which and why,
+    rather than falling back to the embedded subset in silence."""
+    version = tmp_path / "mnist" / "3.0.1"
+    version.mkdir(parents=True)
+    (version / "dataset_info.json").write_text("{damaged")
+    assert not S.mnist_available(tmp_path)
+    out = [ln for ln in capsys.readouterr().out.splitlines() if ln.strip()]
+    assert len(out) == 1 and out[0].startswith(f"Skipping the TFDS copy {tmp_path / 'mnist'}: "
+                                               "it "), out

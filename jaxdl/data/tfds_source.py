@@ -139,16 +139,24 @@ def load_tfds_split(name: str, data_dir: str | os.PathLike) -> Split:
     return Split(train=parts["train"], test=parts["test"])
 
 
-def _tfds_prepared(name: str, tfds_dir: Path) -> bool:
-    """Whether TFDS `name` is prepared (array_record) under `tfds_dir`; no network."""
+def _tfds_prepared(name: str, tfds_dir: Path, *, say=print) -> bool:
+    """Whether TFDS `name` is prepared (array_record) under `tfds_dir`; no network. A copy
+    that is there but cannot be used is skipped with one line (`say`) naming it and why."""
     if not (tfds_dir / name).is_dir():  # fast path: no tfds import
         return False
-    import tensorflow_datasets as tfds
-
+    copy = tfds_dir / name
     try:
+        import tensorflow_datasets as tfds
+
         builder = tfds.builder(name, data_dir=str(tfds_dir))
         if not builder.is_prepared():
-            return False
-        return "array_record" in str(builder.info.file_format).lower()
-    except Exception:
-        return False
+            why = "it is not prepared (no complete version in it)"
+        elif "array_record" not in str(builder.info.file_format).lower():
+            why = (f"it is in {builder.info.file_format} format, which jaxdl cannot read "
+                   "without TensorFlow (rebuild it with --file_format=array_record)")
+        else:
+            return True
+    except Exception as e:  # noqa: BLE001 - reported: the copy is skipped, with the cause
+        why = f"it cannot be read ({_first_line(e)})"
+    say(f"Skipping the TFDS copy {copy}: {why}.")
+    return False
