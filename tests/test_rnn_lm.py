@@ -39,6 +39,19 @@ def test_the_cat_sat_on_the_mat(tmp_path, capsys):
                                 1, greedy=True)
         assert vocab.decode(ids) == home
     assert results["train_loss"] < 0.8
+    # A damaged newest step: `sample` says on stderr which step it fell back to; stdout
+    # carries the answer alone.
+    steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+    assert len(steps) >= 2, steps
+    for p in (tmp_path / "checkpoints" / str(steps[-1]) / "state").rglob("*"):
+        if p.is_file():
+            p.write_bytes(b"garbage")
+    assert cli.main(["sample", "--workdir", str(tmp_path), "--prompt", "The dog sat on the",
+                     "--num", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == "The dog sat on the rug"
+    assert (f"Checkpoint step {steps[-1]} is unreadable" in err
+            and f"falling back to step {steps[-2]}" in err), err
 
 
 def test_char_lm_learns_real_text_and_resumes(tmp_path, capsys):
