@@ -219,7 +219,7 @@ def test_8_full_disk_during_a_save_is_one_line_and_keeps_the_last_checkpoint(tmp
         workdir = disk / "run"
         line = refused(train(workdir, "--config.epochs=3", env=env),
                        "no space left on the device", "while saving checkpoint step 45",
-                       "(step 30) is kept")
+                       "step 30, is kept")
         assert "step 30" in line
         if mounted:
             subprocess.run(["mount", "-o", "remount,size=20m", str(disk)], check=True)
