@@ -20,6 +20,7 @@ starting `error:` on stderr and exit status 2.
 
 import argparse
 import contextlib
+import io
 import json
 import sys
 from pathlib import Path
@@ -135,8 +136,8 @@ def load_for(workdir: Path, capability: str, command: str):
         applies = ", ".join(n for n, r in recipes.RECIPES.items() if getattr(r, capability))
         raise UserError(f"`jaxdl {command}` does not apply to {workdir}, a run of the "
                         f"{recipe.name} recipe; it applies to runs of {applies}")
-    with contextlib.redirect_stdout(sys.stderr):  # stdout: the answer alone (--json); the
-        return run.load(workdir)                  # notices (a fall-back, say) on stderr
+    with contextlib.redirect_stdout(io.StringIO()):  # stdout: the answer alone (--json);
+        return run.load(workdir)  # a checkpoint's notices (a fall-back, say) are on stderr
 
 
 def _add(sub, name: str, text: str):

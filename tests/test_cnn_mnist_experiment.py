@@ -13,7 +13,7 @@ from experiments import cnn_mnist
 from jaxdl import cli
 from jaxdl.config import apply_overrides
 from jaxdl.data import sources
-from tests.workdir_checks import check_event_files, check_info_and_eval
+from tests.workdir_checks import check_event_files, check_info_and_eval, check_png
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +38,49 @@ def test_cnn_mnist_end_to_end_and_resume(tiny_run, capsys):
         assert key in saved
     assert saved["dataset"] == "synthetic" and saved["epochs"] == 1
     assert 0.0 <= saved["test_accuracy"] <= 1.0 and saved == json.loads(json.dumps(results))
-    assert (tmp_path / "confusion_matrix.png").stat().st_size > 1000
-    assert (tmp_path / "curves.png").stat().st_size > 1000
+    check_png(tmp_path / "confusion_matrix.png")
+    check_png(tmp_path / "curves.png")
     assert (tmp_path / "checkpoints" / "8").is_dir()
-    # Started again on the same workdir: resumes from the last checkpoint, trains no more.
+    # A finished run started again trains no more (the interrupted run is the next test).
     again = cnn_mnist.main(config, tmp_path)
     assert "Resuming from checkpoint step 8" in capsys.readouterr().out
     assert again["test_accuracy"] == results["test_accuracy"]
+
+
+def test_cnn_mnist_interrupted_mid_epoch_resumes_to_the_uninterrupted_run(
+        tiny_run, tmp_path, monkeypatch, capsys):
+    """A preemption notice at step 5 of 8 (fit saves at that step boundary and stops); the
+    same command again resumes from step 5 and ends bitwise where the uninterrupted run
+    did: its parameters, test loss and accuracy."""
+    from jaxdl import run
+    from jaxdl.train import guards
+
+    workdir, config, results, _ = tiny_run
+    real = guards.PreemptionWatch.reached
+
+    def reached(self, step):
+        self.received = self.received or step == 5
+        return real(self, step)
+
+    monkeypatch.setattr(guards.PreemptionWatch, "reached", reached)
+    with pytest.raises(guards.Preempted) as stopped:
+        cnn_mnist.main(config, tmp_path)
+    assert stopped.value.step == 5 and not (tmp_path / "results.json").exists()
+    monkeypatch.undo()
+    capsys.readouterr()
+    resumed = cnn_mnist.main(config, tmp_path)
+    assert "Resuming from checkpoint step 5" in capsys.readouterr().out
+    assert (resumed["test_loss"], resumed["test_accuracy"]) == (results["test_loss"],
+                                                                results["test_accuracy"])
+    for a, b in zip(jax_leaves(run.load(tmp_path).state.params),
+                    jax_leaves(run.load(workdir).state.params), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def jax_leaves(tree):
+    import jax
+
+    return [np.asarray(x) for x in jax.tree.leaves(tree)]
 
 
 def test_workdir_serves_info_eval_and_event_files(tiny_run, capsys):

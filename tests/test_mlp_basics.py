@@ -5,7 +5,7 @@ import json
 import pytest
 
 from experiments import mlp_basics
-from tests.workdir_checks import check_info_and_eval
+from tests.workdir_checks import check_info_and_eval, check_png
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_figures_checkpoints_and_backprop_demo(run):
     workdir, results = run
     for name in ("diabetes", "breast_cancer", "digits"):
         png = workdir / f"activations_{name}.png"
-        assert png.exists() and png.stat().st_size > 1000
+        check_png(png)
         assert (workdir / f"{name}_relu" / "checkpoints").is_dir()
     demo = results["backprop_demo"]
     assert demo["max_grad_difference"] < 1e-5

@@ -1,5 +1,7 @@
 """Mixed precision: bfloat16 compute on float32 master weights, for every model and recipe."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -137,7 +139,9 @@ RECIPE_SMALL = {  # small enough to trace in a second or two each
     "mlp": {}, "image_classifier": {"dataset": "synthetic"}, "rnn_lm": {},
     "decoder_lm": {"num_layers": 2, "dim": 32, "num_heads": 2,
                    "optimizer": "adamw"},  # Muon's own matmuls are float32 by design
-    "seq2seq": {}, "text2img": {},
+    "seq2seq": {"batch_size": 8},
+    "text2img": {"channels": (8, 16), "attention_levels": (1,), "cross_attention_levels": (1,),
+                 "text_layers": 1, "batch_size": 8, "groups": 4},
 }
 
 
@@ -148,12 +152,20 @@ def _traced_step(name: str, **overrides):
     recipe = recipes.get(name)
     config = recipe.get_config()
     config.update({**RECIPE_SMALL[name], **overrides})
-    data = recipe.load_data(config)
+    data = _data(name)  # dtype and remat do not change the data
     task = recipe.build(config, data)
     state = jax.eval_shape(lambda: task.init_state(config.seed))
     batch = next(iter(recipe.train_loader(config, data).epoch(0)))
     step = make_train_step(task.loss_fn, task.model, preprocess=task.preprocess)
     return jax.make_jaxpr(step)(state, batch).jaxpr
+
+
+@functools.cache
+def _data(name: str):
+    recipe = recipes.get(name)
+    config = recipe.get_config()
+    config.update(RECIPE_SMALL[name])
+    return recipe.load_data(config)
 
 
 def _primitives(jaxpr, into=None) -> list:

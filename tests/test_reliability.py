@@ -86,7 +86,7 @@ def test_1_damaged_latest_step_is_moved_aside_and_the_rerun_finishes_exactly(
     DAMAGE[damage](workdir / "checkpoints" / "30")
     # A reader falls back and says so, leaving the step where it is.
     proc = jaxdl("eval", "--workdir", str(workdir))
-    assert proc.returncode == 0 and "falling back to step 15" in proc.stdout, proc.stderr
+    assert proc.returncode == 0 and "falling back to step 15" in proc.stderr, proc.stderr
     assert (workdir / "checkpoints" / "30").exists()
     # Training moves it aside, retrains through step 30 and finishes; again, it is done.
     for _ in range(2):

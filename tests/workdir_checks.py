@@ -68,3 +68,23 @@ def check_event_files(workdir: Path, tags=("train/loss",)) -> EventAccumulator:
         for step, value in logged.items():
             assert math.isclose(read[step], value, rel_tol=1e-6), (tag, step)
     return events
+
+
+def check_png(path: Path, *, min_width: int = 200, min_height: int = 150,
+              min_ink: float = 0.01) -> tuple[int, int]:
+    """A figure that shows something: a PNG of at least the given size whose pixels are not
+    all one colour (at least `min_ink` of them differ from the commonest colour, the
+    background). Returns (width, height)."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as image:
+        assert image.format == "PNG", (path, image.format)
+        pixels = np.asarray(image.convert("RGB")).reshape(-1, 3)
+        width, height = image.size
+    assert width >= min_width and height >= min_height, (path, width, height)
+    colours, counts = np.unique(pixels, axis=0, return_counts=True)
+    background = colours[np.argmax(counts)]
+    ink = float(np.any(pixels != background, axis=1).mean())
+    assert ink >= min_ink, (path, f"{ink:.4f} of the pixels differ from the background")
+    return width, height

@@ -31,6 +31,7 @@ against the loader on resume by `check_data_position`) and the curves so far.
 import contextlib
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -126,7 +127,8 @@ class Checkpointer:
             try:
                 restored = storage_errors.retrying(
                     lambda step=step: self._read_step(step, abstract),
-                    what=f"reading checkpoint step {step} from {self.directory}")
+                    what=f"reading checkpoint step {step} from {self.directory}",
+                    say=lambda line: print(line, file=sys.stderr, flush=True))
             except UserError:
                 raise
             except Exception as e:  # noqa: BLE001 - classified: only damage falls back
@@ -190,7 +192,7 @@ class Checkpointer:
     def _fall_back(step: int, older: list[int], e: Exception) -> None:
         if older:
             print(f"Checkpoint step {step} is unreadable ({first_line(e)}); "
-                  f"falling back to step {older[0]}.", flush=True)
+                  f"falling back to step {older[0]}.", file=sys.stderr, flush=True)
 
     def _move_aside(self, steps: list[int]) -> None:
         """Rename damaged steps to `<step>.damaged-<time>` (process 0; kept for inspection)
@@ -201,7 +203,7 @@ class Checkpointer:
                 target = self.directory / f"{step}.damaged-{stamp}"
                 (self.directory / str(step)).rename(target)
                 print(f"Moved the damaged checkpoint step {step} aside to {target.name}.",
-                      flush=True)
+                      file=sys.stderr, flush=True)
         self.manager.reload()
 
     def wait(self) -> None:
