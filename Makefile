@@ -40,7 +40,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check jaxdl experiments tests benchmarks
 
-## jaxdl vs PyTorch peers, interleaved (~10-15 min on 2 cores; ARGS=--quick for a smoke run).
+## jaxdl vs PyTorch peers, interleaved (ARGS=--quick for a smoke run, ARGS=--only=GROUP for one group).
 ## torch==2.13.0 is pinned here because its CPU wheel is on this machine's local disk;
 ## elsewhere any recent torch (the `bench` extra: torch>=2.4) works.
 BENCH_STAMP := $(VENV)/.installed-bench
