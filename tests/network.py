@@ -1,5 +1,7 @@
 """A network outage on loopback: a TCP proxy in front of a test's server that drops every
-connection from a chosen request on (tests/test_gcs_workdir.py: mid-save to the bucket)."""
+connection from a chosen request on (tests/test_gcs_workdir.py: mid-save to the bucket), or
+answers chosen requests with an HTTP error of its own (a store that refuses a write)."""
+import json
 import socket
 import threading
 
@@ -17,12 +19,18 @@ class Network:
         self.url = f"http://127.0.0.1:{self.port}"
         self.down = threading.Event()
         self.marker, self.left = None, 0
+        self.refusing, self.refused = None, 0
         self._open: list[socket.socket] = []
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def cut_at(self, marker: bytes, n: int = 1) -> None:
         self.marker, self.left = marker, n
+
+    def refuse(self, marker: bytes, status: int = 403) -> None:
+        """Every request naming `marker` is answered `status` by the proxy (the server never
+        sees it), as a store that refuses the write; other requests go through."""
+        self.refusing, self.status = marker, status
 
     def heal(self) -> None:
         """The network is back: new connections go through again."""
@@ -57,6 +65,10 @@ class Network:
     def _pipe(self, src, dst, out: bool) -> None:
         try:
             while data := src.recv(1 << 16):
+                if out and self.refusing and self.refusing in data:
+                    self.refused += 1
+                    _answer(src, self.status)
+                    break
                 if out:
                     if self.marker and self.marker in data:
                         self.left -= 1
@@ -72,6 +84,21 @@ class Network:
         else:
             for s in (src, dst):
                 _close(s)
+
+
+def _answer(client: socket.socket, status: int) -> None:
+    """An HTTP error in Cloud Storage's JSON form, then the rest of the request read and
+    dropped (closing with unread bytes would reset the connection: a network error, not a
+    refusal)."""
+    body = json.dumps({"error": {"code": status, "message": "refused by tests/network.py"}})
+    client.sendall(f"HTTP/1.1 {status} Refused\r\nContent-Type: application/json\r\n"
+                   f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}".encode())
+    client.settimeout(5)
+    try:
+        while client.recv(1 << 16):
+            pass
+    except OSError:
+        pass
 
 
 def _close(s: socket.socket) -> None:
