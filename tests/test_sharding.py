@@ -24,7 +24,17 @@ ALL_MESHES = ("data8", "fsdp8", "data2_fsdp4", "data2_fsdp2_tensor2")
 # its other meshes are FSDP at smaller sizes. Its 9.4M-parameter compile per mesh is the
 # suite's time, so it runs (fsdp 8) here (all four measured equal, 2026-12-02).
 MESHES = {"image_classifier": ("fsdp8",)}
-TOL = 1e-5
+# Each mesh step starts from the one-device state before it (sharding_child.train), so
+# each gap is one step's rounding. Measured on a 2-core AMD EPYC (AVX2), 2026-12-05:
+# - the loss: 4.8e-7 at most (1.4e-7 relative), float32, every recipe and mesh;
+#   1.4e-4 relative under bfloat16 + remat + 2 microbatches on (2, 2, 2);
+# - the update, |mesh - one device| / |one device's update| (L2): decoder_lm 8.0e-6,
+#   text2img 1.4e-6, MyNet 1.1e-3 (Adam's sign-like first steps flip on near-zero
+#   gradients: one element moves by twice the learning rate), and 0.138 under bfloat16
+#   (the same flips, on bfloat16's rounding of the gradients).
+LOSS_TOL = {"float32": 2e-6, "options": 1e-3}
+UPDATE_TOL = {"decoder_lm": 3e-5, "text2img": 5e-6, "image_classifier": 4e-3,
+              "decoder_lm_options": 0.4}
 
 
 def _report(tmp_path) -> dict:
@@ -39,13 +49,15 @@ def test_meshes_train_as_one_device_split_the_state_and_move_checkpoints(tmp_pat
         if "/" not in key or key.endswith("/one"):
             continue
         recipe = key.split("/")[0]
-        # Every mesh gives one device's losses and parameters (float32).
+        # Every mesh step gives one device's loss and update (float32; bfloat16 with remat
+        # and 2 microbatches for decoder_lm_options).
+        tol = LOSS_TOL["options" if recipe == "decoder_lm_options" else "float32"]
         np.testing.assert_allclose(got["losses"], report[f"{recipe}/one"]["losses"],
-                                   rtol=TOL, atol=TOL, err_msg=key)
-        assert got["max_param_diff"] < TOL, key
+                                   rtol=tol, atol=tol, err_msg=key)
+        assert got["update_diff"] < UPDATE_TOL[recipe], (key, got["update_diff"])
     assert sorted(report) == sorted(
         [f"{r}/{m}" for r in RECIPES for m in ("one",) + MESHES.get(r, ALL_MESHES)]
-        + ["restore"])
+        + ["restore", "decoder_lm_options/one", "decoder_lm_options/data2_fsdp2_tensor2"])
     for recipe in RECIPES:  # (fsdp 8): every leaf over 4096 elements split 8 ways
         got = report[f"{recipe}/fsdp8"]
         assert got["unsplit"] == [], (recipe, got["unsplit"])
