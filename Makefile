@@ -35,7 +35,7 @@ train: $(STAMP)
 
 ## The whole suite (two workers; slow multi-process tests included).
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -q $(ARGS)
+	$(BIN)/python -m pytest -n 2 -q --durations=15 $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check jaxdl experiments tests benchmarks

@@ -14,7 +14,7 @@ results table (test accuracy ~97%, a few minutes).
 """
 
 from jaxdl import recipes, run
-from jaxdl.config import run_experiment
+from jaxdl.entry import run_experiment
 
 
 def get_config():

@@ -12,7 +12,7 @@ FID on `fid_samples` images): `jaxdl.recipes.text2img`. Result (Fashion-MNIST, 3
 """
 
 from jaxdl import recipes, run
-from jaxdl.config import run_experiment
+from jaxdl.entry import run_experiment
 
 
 def get_config():

@@ -14,11 +14,12 @@ Result (2-core CPU, 20 epochs, under a minute): digits relu ~97% test accuracy (
 import ml_collections
 
 from jaxdl import plots, recipes, run
-from jaxdl.config import run_experiment, save_config, write_results
 from jaxdl.data.tabular import PROBLEMS, load_problem
+from jaxdl.entry import run_experiment
 from jaxdl.errors import UserError
 from jaxdl.nn import backprop
 from jaxdl.recipes.mlp import backprop_demo
+from jaxdl.workdir import save_config, write_results
 
 SWEEP_KEYS = ("problems", "activations", "backprop_steps", "backprop_hidden", "backprop_lr")
 YLABEL = {"regression": "MSE (standardised)", "binary": "BCE", "multiclass": "cross-entropy"}

@@ -16,7 +16,7 @@ prints "The cat sat on the mat ." (tests/test_rnn_lm.py checks it).
 """
 
 from jaxdl import recipes, run
-from jaxdl.config import run_experiment
+from jaxdl.entry import run_experiment
 
 
 def get_config():

@@ -12,7 +12,7 @@ recipe in PyTorch reaches 1.9120 in 149-155 s. nanoGPT's recipe itself:
 """
 
 from jaxdl import recipes, run
-from jaxdl.config import run_experiment
+from jaxdl.entry import run_experiment
 
 
 def get_config():

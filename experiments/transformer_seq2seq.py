@@ -9,7 +9,7 @@ dates, teacher forcing, beam search). Results: see the README's results table.
 """
 
 from jaxdl import recipes, run
-from jaxdl.config import run_experiment
+from jaxdl.entry import run_experiment
 
 
 def get_config():

@@ -18,11 +18,12 @@ import ml_collections
 import numpy as np
 
 from jaxdl import plots, recipes, run
-from jaxdl.config import read_json, run_experiment, save_config, write_results
 from jaxdl.data.loader import eval_windows
+from jaxdl.entry import run_experiment
+from jaxdl.nn import count_params
 from jaxdl.nn.recurrent import CELLS
-from jaxdl.recipes import count_params
 from jaxdl.recipes.rnn_lm import build_model, input_gradient_norms
+from jaxdl.workdir import read_json, save_config, write_results
 
 OWN_KEYS = ("cells", "num_windows", "train_steps", "trained_workdir")
 

@@ -26,13 +26,8 @@ import sys
 from pathlib import Path
 
 from jaxdl import storage
-from jaxdl.config import load_config, read_json
 from jaxdl.errors import UserError
-
-TRAIN_USAGE = ("usage: jaxdl train (--config=FILE.py | --config.recipe=NAME) [--workdir DIR] "
-               "[--config.KEY=VALUE ...]\n  FILE.py: a file with get_config(), e.g. "
-               "configs/fashion_mnist_cnn.py; NAME: mlp, image_classifier, rnn_lm, decoder_lm, "
-               "seq2seq, text2img (its default config)")
+from jaxdl.workdir import load_config, read_json
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,7 +54,7 @@ def info(workdir: Path) -> None:
         print(f"parameters: {results['num_params']:,}")
     elif "recipe" in config:
         from jaxdl import run
-        from jaxdl.recipes import count_params
+        from jaxdl.nn import count_params
 
         r = run.load(workdir, restore=False)
         print(f"parameters: {count_params(r.task.abstract_state(config.seed).params):,}")
@@ -149,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["train"]:  # the runner's own parser: --config=FILE and overrides
         from jaxdl import run
 
-        run.main(argv[1:], usage=TRAIN_USAGE)
+        run.main(argv[1:])
         return 0
     parser = _Parser(prog="jaxdl", description=__doc__.split("\n\n")[0],
                      epilog=__doc__.split("\n\n", 1)[1],

@@ -7,18 +7,12 @@
 file's `get_config()`; `--config.KEY=VALUE` overrides apply after it.
 Overrides are parsed as Python literals (`1e-3`, `True`, `(64, 64)`), else taken as
 strings; a key the config lacks is a one-line error listing the keys it has.
-`run_experiment` turns any `UserError` into that one line on stderr and exit status 2
-(a diverged loss, `jaxdl.train.guards.NonFiniteLoss`, is one). A preempted run
-(`jaxdl.train.guards.Preempted`, raised by `fit` after it saved a checkpoint) is a
-`SystemExit` with status 0 (130 after Ctrl-C): it passes through, so the process exits
-and the scheduler can restart the same command, which resumes.
+The entries that use it, and how they end, are `jaxdl.entry`; a workdir's own files
+(`config.json`, `results.json`) are `jaxdl.workdir`.
 """
 
 import ast
 import importlib.util
-import json
-import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -81,7 +75,8 @@ def load_config_file(path: str) -> ml_collections.ConfigDict:
 
 
 def parse_args(argv: list[str], get_config: Callable[[], ml_collections.ConfigDict] | None,
-               default_workdir: str, usage: str = USAGE):
+               default_workdir: str, usage: str = USAGE,
+               describe: Callable[[ml_collections.ConfigDict], str] = str):
     """Parse `--config=FILE.py`, `--workdir DIR` and `--config.KEY=VALUE` (also with a space
     instead of `=`). Without `get_config` (the generic runner) a config file is required."""
     overrides, workdir, config_file = {}, default_workdir, None
@@ -109,113 +104,14 @@ def parse_args(argv: list[str], get_config: Callable[[], ml_collections.ConfigDi
         raise UserError("no config given; pass --config=FILE.py (e.g. "
                         "--config=configs/fashion_mnist_cnn.py) or --config.recipe=NAME")
     config = load_config_file(config_file) if config_file is not None else get_config()
-    if help_asked:
+    if help_asked:  # the config's keys, after the overrides given with --help
         print(usage)
-        print(config)
+        print(describe(apply_overrides(config, overrides)))
         raise SystemExit(0)
     if not workdir:
         raise UserError("--workdir is empty; pass a directory for the run, e.g. "
                         "--workdir runs/x")
     return apply_overrides(config, overrides), workdir if "://" in workdir else Path(workdir)
-
-
-def write_json(path: str | Path, data: dict) -> Path:
-    """Write atomically (a temporary name, then a rename): a kill mid-write leaves the old
-    file, never a truncated one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
-    os.replace(tmp, path)
-    return path
-
-
-def _json_default(value):
-    if isinstance(value, tuple | set):
-        return list(value)
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return str(value)
-
-
-def save_config(config: ml_collections.ConfigDict, workdir: Path) -> Path:
-    return write_json(Path(workdir) / "config.json", config.to_dict())
-
-
-def load_config(workdir: str | Path) -> ml_collections.ConfigDict:
-    path = Path(workdir) / "config.json"
-    if not path.exists():
-        raise UserError(f"{path} not found; pass the --workdir of a finished or running experiment")
-    return ml_collections.ConfigDict(read_json(path))
-
-
-def read_json(path: str | Path) -> dict:
-    """A small JSON file of a workdir; a damaged one is a one-line error naming it."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise UserError(f"{path} is damaged (not valid JSON); restore it or use a fresh "
-                        "--workdir") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path} is damaged (holds a {type(data).__name__}, not an object); "
-                        "restore it or use a fresh --workdir")
-    return data
-
-
-def write_results(workdir: Path, results: dict) -> Path:
-    return write_json(Path(workdir) / "results.json", results)
-
-
-def check_workdir(workdir: Path) -> None:
-    """Fail before any work if the workdir cannot be written."""
-    try:
-        workdir.mkdir(parents=True, exist_ok=True)
-        probe = workdir / ".write_probe"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise UserError(f"workdir {workdir} is not writable ({e.strerror}); "
-                        "pass a writable --workdir") from None
-
-
-def run_experiment(main: Callable, get_config: Callable, default_workdir: str,
-                   argv: list[str] | None = None):
-    """Command-line entry: parse, check the workdir, run `main(config, workdir)` (which saves
-    config.json once the data has resolved its `auto` keys)."""
-    argv = sys.argv[1:] if argv is None else argv
-    return run_main(lambda: parse_args(argv, get_config, default_workdir), main)
-
-
-def run_main(parse: Callable, main: Callable):
-    """`main(*parse())` with the one-line error contract.
-
-    UserError: its message on stderr, exit status 2. `Preempted` (a SystemExit, status 0)
-    is deliberately not caught: after fit's checkpoint the process ends cleanly.
-    """
-    from jaxdl import storage
-    from jaxdl.train.noise import command_line_filters
-
-    mirror = None
-    try:
-        with command_line_filters():
-            config, workdir = parse()
-            workdir, mirror = storage.local_workdir(workdir, start=True)  # gs://: its mirror
-            check_workdir(workdir)
-            with storage.synced(mirror):  # also after an error or a preemption
-                return main(config, workdir)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except MemoryError:  # host memory, e.g. at the first batch: the last checkpoint stays
-        print("error: out of host memory; lower --config.batch_size (or the model's size) "
-              "and rerun: the last complete checkpoint is kept", file=sys.stderr)
-        raise SystemExit(2) from None
-    except KeyboardInterrupt:  # Ctrl-C outside the train loop (which saves and exits 130)
-        print("error: interrupted before training started (or after it ended); nothing "
-              "new was saved", file=sys.stderr)
-        raise SystemExit(130) from None
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

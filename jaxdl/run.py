@@ -19,14 +19,16 @@ from pathlib import Path
 import jax
 
 from jaxdl import recipes, storage
-from jaxdl.config import load_config, parse_args, run_main, save_config, write_json
-from jaxdl.recipes.base import Context, count_params, steady_rate, steady_step_rate
+from jaxdl.entry import run_experiment
+from jaxdl.nn import count_params
+from jaxdl.recipes.base import Context, steady_rate, steady_step_rate
 from jaxdl.train import flops, make_train_step, parallel, sharding
 from jaxdl.train.checkpoint import restore_from_workdir
 from jaxdl.train.lock import WorkdirLock
 from jaxdl.train.loop import fit
 from jaxdl.train.profile import parse_steps
 from jaxdl.train.writer import MetricWriter
+from jaxdl.workdir import load_config, save_config, write_json
 
 
 def train(config, workdir) -> dict:
@@ -34,7 +36,8 @@ def train(config, workdir) -> dict:
     workdir = Path(workdir)
     recipe = recipes.get(config.recipe)
     recipe.validate(config)  # every key's type and range, before any work
-    mesh = parallel.mesh_from_config(config)  # before anything touches a device
+    mesh = parallel.run_mesh(config.batch_size, devices=config.devices,  # before anything
+                             distributed=config.distributed, **config.mesh)  # touches a device
     main = parallel.is_main_process()
     data = recipe.load_data(config)  # may resolve `auto` keys: saved once training starts
     recipe.check(config, data)
@@ -44,7 +47,8 @@ def train(config, workdir) -> dict:
 
 def _train(config, workdir, recipe, mesh, data, main) -> dict:
     task = recipe.build(config, data)
-    shardings, rules = None, sharding.rules_of(config)  # None: replicated (data parallelism)
+    rules = sharding.rules_of(config.logical_axis_rules)
+    shardings = None  # None: replicated (data parallelism)
     if mesh is not None and mesh.shape["fsdp"] * mesh.shape["tensor"] > 1:
         shardings = task.state_shardings(mesh, rules)
     state = task.init_state(config.seed, shardings)
@@ -53,24 +57,24 @@ def _train(config, workdir, recipe, mesh, data, main) -> dict:
         print(f"{type(task.model).__name__}: {n_params:,} parameters.")
     state, step, fit_kw = parallel.place_training(
         state, make_train_step(task.loss_fn, task.model, preprocess=task.preprocess,
-                               grad_accum_steps=config.get("grad_accum_steps", 1)), mesh,
+                               grad_accum_steps=config.grad_accum_steps), mesh,
         shardings=shardings, rules=rules)
     loader = recipe.train_loader(config, data, **parallel.process_shard())
     if hasattr(loader, "pipeline"):  # where its batches are built (jaxdl.data.pipeline)
-        loader.pipeline.update(threads=config.get("data_threads", 1),
-                               workers=config.get("data_workers", 0))
+        loader.pipeline.update(threads=config.data_threads,
+                               workers=config.data_workers)
     ctx = Context(mesh=mesh, workdir=workdir, is_main=main, rules=rules)
     evaluators = recipe.evaluators(config, task, data, ctx)
     t0 = time.perf_counter()
     state, history = fit(state, step, loader, workdir=workdir, evaluators=evaluators,
-                         checkpoint_every=config.get("checkpoint_every") or None,
-                         log_every=config.get("log_every") or None,
+                         checkpoint_every=config.checkpoint_every or None,
+                         log_every=config.log_every or None,
                          learning_rate=task.learning_rate,
-                         verbose=config.get("verbose", True), **recipe.training_length(config),
+                         verbose=config.verbose, **recipe.training_length(config),
                          on_start=lambda: main and save_config(config, workdir),
-                         profile_steps=parse_steps(config.get("profile_steps", "")), **fit_kw)
+                         profile_steps=parse_steps(config.profile_steps), **fit_kw)
     train_seconds = time.perf_counter() - t0
-    if main and config.get("verbose", True):
+    if main and config.verbose:
         print("\n✅ Training finished.\n")
     metrics = recipe.evaluate(config, task, data, state, ctx)
     final_step = int(jax.device_get(state.step))
@@ -111,7 +115,7 @@ def step_cost(task, config, state, loader, history, mesh) -> dict:
     try:
         return flops.step_cost(step_fn, shapes, batch,
                                steps_per_second=steady_step_rate(history),
-                               dtype=config.get("dtype", "float32"), devices=devices)
+                               dtype=config.dtype, devices=devices)
     except Exception as e:  # noqa: BLE001 - a finished run's results are never lost to it
         print(f"FLOPs not counted ({type(e).__name__}: {e})", file=sys.stderr)
         return {"flops_per_step": None, "model_flops_per_step": None, "peak_flops": None,
@@ -145,6 +149,7 @@ def load(workdir, *, restore: bool = True) -> Run:
     (`gs://` workdirs: from the bucket, through the local mirror, `jaxdl.storage`)."""
     workdir, _ = storage.local_workdir(workdir)
     config, recipe = recipe_of(workdir)
+    recipe.validate(config)  # fills in keys an older config.json lacks
     data = recipe.load_data(config)
     task = recipe.build(config, data)
     state, step = None, None
@@ -168,25 +173,10 @@ def evaluate(workdir, *, verbose: bool = True) -> dict:
     return metrics
 
 
-USAGE = ("usage: python -m jaxdl.run (--config=FILE.py | --config.recipe=NAME) [--workdir DIR] "
-         "[--config.KEY=VALUE ...]\n  FILE.py: a file with get_config(), e.g. "
-         f"configs/fashion_mnist_cnn.py; NAME: {', '.join(recipes.RECIPES)}")
-
-
-def main(argv: list[str] | None = None, usage: str = USAGE):
-    """`python -m jaxdl.run --config=FILE.py --workdir DIR [--config.KEY=VALUE ...]`, or a
-    recipe's default config with `--config.recipe=NAME`."""
-    argv = sys.argv[1:] if argv is None else argv
-    return run_main(lambda: parse_args(argv, _recipe_default(argv), "runs/run", usage=usage),
-                    train)
-
-
-def _recipe_default(argv: list[str]):
-    """The default config of the recipe `--config.recipe=NAME` names, where no file is given."""
-    names = [a.split("=", 1)[1] for a in argv if a.startswith("--config.recipe=")]
-    if not names or any(a == "--config" or a.startswith("--config=") for a in argv):
-        return None
-    return lambda: recipes.get(names[-1]).get_config()
+def main(argv: list[str] | None = None):
+    """`jaxdl train` / `python -m jaxdl.run`: `--config=FILE.py` or `--config.recipe=NAME`,
+    `--workdir DIR`, `--config.KEY=VALUE ...` (`jaxdl.entry`)."""
+    return run_experiment(train, None, "runs/run", argv)
 
 
 if __name__ == "__main__":

@@ -10,11 +10,21 @@ several tests, load the compiled program instead of compiling it again (the diff
 experiment's tests: 122 s -> 96 s from an empty cache on a 2-core EPYC). A cache hit is
 the same executable, so bitwise-resume tests are unaffected. The directory is removed at
 the end; set JAX_COMPILATION_CACHE_DIR yourself to keep one across runs.
+
+Non-partitionable threefry (JAX_THREEFRY_PARTITIONABLE=0) for the whole run, children
+included: with jax's default (partitionable) random bits, XLA:CPU spends most of a tiny
+model's compile on its initialisers (200 `jax.random.normal` in one jit: 259 s default,
+28 s non-partitionable; `test_remat.py -k unet`: 130 s -> 45 s, on a 2-core EPYC).
+Only the random streams change; every test compares runs made under the same setting,
+and sharded and one-device runs still draw the same numbers (the sharding tests check
+it). Users keep jax's default.
 """
 
 import os
 import shutil
 import tempfile
+
+os.environ.setdefault("JAX_THREEFRY_PARTITIONABLE", "0")
 
 _OWN_CACHE = None
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ and "PYTEST_XDIST_WORKER" not in os.environ:

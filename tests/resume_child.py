@@ -28,8 +28,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxdl.config import run_experiment
 from jaxdl.data.loader import ArrayLoader
+from jaxdl.entry import run_experiment
 from jaxdl.nn import MLP
 from jaxdl.nn.precision import dtype_of, with_dtype
 from jaxdl.tasks import classify

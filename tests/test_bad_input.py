@@ -26,10 +26,11 @@ import orbax.checkpoint as ocp
 import pytest
 
 from jaxdl import cli
-from jaxdl.config import apply_overrides, check_workdir, parse_args, run_experiment
+from jaxdl.config import apply_overrides, parse_args
 from jaxdl.data import sources, text
 from jaxdl.data.image_dataset import ImageDataset
 from jaxdl.data.loader import WindowLoader, eval_windows
+from jaxdl.entry import run_experiment
 from jaxdl.errors import UserError
 from jaxdl.nn.cnn import MyNet
 from jaxdl.nn.recurrent import RecurrentLM, make_cell
@@ -37,6 +38,7 @@ from jaxdl.nn.transformer import DecoderLM, Encoder, PositionalEncoding, init_ca
 from jaxdl.tasks import classify, language
 from jaxdl.train import create_train_state, make_train_step
 from jaxdl.train.checkpoint import Checkpointer
+from jaxdl.workdir import check_workdir
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `experiments` is the repo's top-level package, not installed

@@ -12,7 +12,9 @@ Adam, not sharding; the comparisons check the gradients through optimizers that 
 amplify noise.
 
 Dropout stays on: `fold_in(state.rng, step)` under jit draws the same numbers however
-the batch is split (partitionable threefry). MyNet trains without random augmentation;
+the batch is split (jax's random bits depend on key and shape only; the suite runs
+non-partitionable threefry for compile speed, see conftest.py; this holds for both).
+MyNet trains without random augmentation;
 the test checks instead that an augmented batch is the same on 1 and 8 devices (bitwise
 at 2 images per device, within 6e-7 float rounding at 1 per device). Trained with it, the
 runs agree to 1.5e-8 for 10 steps and then jump (a near-tie in a max-pool or a rotated

@@ -8,8 +8,9 @@ import pytest
 
 from experiments import rnn_lm, vanishing_gradients
 from jaxdl import cli, run
-from jaxdl.config import apply_overrides, run_experiment
+from jaxdl.config import apply_overrides
 from jaxdl.data import text
+from jaxdl.entry import run_experiment
 from jaxdl.tasks import language
 from tests.workdir_checks import check_event_files, check_info_and_eval, check_png
 

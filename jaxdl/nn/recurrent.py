@@ -37,7 +37,6 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.errors import UserError
-from jaxdl.nn.params import count_params  # noqa: F401  (re-exported)
 from jaxdl.nn.precision import layer_dtypes
 
 CELLS = ("rnn", "lstm", "gru")

@@ -4,7 +4,7 @@ family; `get(name)` returns it.
 """
 
 from jaxdl.errors import UserError
-from jaxdl.recipes.base import Context, Recipe, Task, count_params
+from jaxdl.recipes.base import Context, Recipe, Task
 from jaxdl.recipes.decoder_lm import DecoderLanguageModel
 from jaxdl.recipes.image_classifier import ImageClassifier
 from jaxdl.recipes.mlp import TabularMLP
@@ -16,7 +16,7 @@ RECIPES = {r.name: r for r in (TabularMLP(), ImageClassifier(), RecurrentLanguag
                                DecoderLanguageModel(), DateTranslation(),
                                TextToImageDiffusion())}
 
-__all__ = ["RECIPES", "Context", "Recipe", "Task", "count_params", "get"]
+__all__ = ["RECIPES", "Context", "Recipe", "Task", "get"]
 
 
 def get(name: str) -> Recipe:

@@ -5,45 +5,33 @@ names its recipe) is all they need to rebuild the run.
 """
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import jax
-import ml_collections
 import optax
 
+from jaxdl import options
 from jaxdl.data.loader import ArrayLoader
 from jaxdl.errors import UserError
-from jaxdl.nn import count_params  # noqa: F401  (re-exported: recipes.count_params)
-from jaxdl.nn.precision import dtype_of, with_dtype
-from jaxdl.recipes import schema
+from jaxdl.nn.fields import with_fields
+from jaxdl.nn.precision import dtype_of
 from jaxdl.train import create_train_state, make_eval_step, parallel, sharding
 from jaxdl.train.compile import compile_eval
 from jaxdl.train.optim import with_state_dtype
-from jaxdl.train.profile import parse_steps
 from jaxdl.train.state import param_logical_specs
 
 
-def base_config(recipe: str) -> ml_collections.ConfigDict:
-    """The keys every recipe has; the runner reads them."""
-    c = ml_collections.ConfigDict()
-    c.recipe = recipe  # which family: names the workdir's recipe in config.json
-    c.seed = 0  # seeds the initialisation, the batch order and every random draw
-    c.devices = 1  # 1: one device; 0: all devices of all processes (batches split); n: first n
-    c.distributed = False  # join a multi-host run (TPU VMs: nothing else to set)
-    c.log_every = 50  # steps between train/* scalar rows (metrics.jsonl, TensorBoard)
-    c.checkpoint_every = 0  # steps between checkpoints besides each epoch end (0: none)
-    c.grad_accum_steps = 1  # K: each batch as K microbatches under lax.scan, one update
-    c.dtype = "float32"  # compute dtype: float32 | bfloat16 (params stay float32)
-    c.opt_state_dtype = "float32"  # optimizer moments: float32 | bfloat16
-    c.data_threads = 1  # threads building the next batches while a step runs (0: none)
-    c.data_workers = 0  # grain worker processes building batches instead (jaxdl.data.pipeline)
-    c.profile_steps = ""  # "START:STOP": trace those steps into <workdir>/profile
-    # The mesh (jaxdl.train.sharding): batch over data x fsdp, large parameters and their
-    # moments split along fsdp, heads and MLP width along tensor; -1: the devices left.
-    c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
-    c.logical_axis_rules = ()  # ((logical name, mesh axis or None), ...); (): the default table
-    return c
+def configure_model(model, config):
+    """`model` with the config's model knobs set on every module that has the field
+    (TextToImage's encoder and UNet alike): `dtype` (jaxdl.nn.precision) and
+    `options.MODEL_FIELDS` (remat, attention_impl). The one way a knob reaches a model;
+    `Recipe.build` applies it, and so does any builder that outside callers use."""
+    fields = {k: config[k] for k in options.MODEL_FIELDS if k in config}
+    if config.get("dtype", "float32") != "float32":
+        fields["dtype"] = dtype_of(config.dtype)
+    return with_fields(model, **fields) if fields else model
 
 
 @dataclasses.dataclass
@@ -146,26 +134,26 @@ class Recipe:
     predicts = False  # `jaxdl predict` applies (image classifiers)
     throughput_unit = "examples"  # what the loss's `count` counts, for results.json
 
-    rules: dict = {}  # the recipe's own key rules (`jaxdl.recipes.schema.Rule`), beside RULES
+    options: tuple = ()  # the recipe's own keys (`jaxdl.options`: Option, shared, Default)
+    model_options: tuple = ()  # the keys of `options.MODEL` it offers (remat, ...)
 
-    def get_config(self) -> ml_collections.ConfigDict:
-        raise NotImplementedError
+    @functools.cached_property
+    def table(self) -> dict:
+        """Every key of this recipe's config: `options.COMMON`, the model knobs it offers,
+        its own keys. The one place a default, rule or doc of its config comes from."""
+        model = [o for o in options.MODEL if o.key in self.model_options]
+        return options.table(options.COMMON, model, self.options)
+
+    def get_config(self):
+        return options.config_of(self.table, recipe=self.name)
 
     def validate(self, config) -> None:
-        """Every key's type and range (schema.RULES and `rules`), before any work."""
-        schema.validate(config, {**schema.RULES, **self.rules})
-        parse_steps(config.get("profile_steps", ""))
-        for axis, size in (config.get("mesh") or {}).items():
-            if axis not in parallel.MESH_AXES or isinstance(size, bool) or not isinstance(
-                    size, int) or not (size == -1 or size >= 1):
-                raise UserError(f"config key 'mesh.{axis}' is {size!r}; allowed: the axes "
-                                f"{', '.join(parallel.MESH_AXES)}, each an integer >= 1 or -1 "
-                                "(the devices left over), e.g. --config.mesh.fsdp=8")
-        k = config.get("grad_accum_steps", 1)
-        if config.get("batch_size", k) % k:
-            raise UserError(f"config key 'grad_accum_steps' is {k}, which does not split "
-                            f"batch_size {config.batch_size} into equal microbatches; use a "
-                            f"divisor of {config.batch_size} (e.g. --config.grad_accum_steps=1)")
+        """Every key's type and range, before any work; keys an older workdir's config.json
+        lacks are filled in with their defaults first (the shared ones; a family's own
+        keys keep what their absence meant, e.g. decoder_lm's NANOGPT)."""
+        options.complete(config, {k: o for k, o in self.table.items() if k not in
+                                  {o.key for o in self.options}})
+        options.validate(config, self.table)
 
     def check(self, config, data) -> None:
         """Rules that need the data (a prompt that must encode), before training."""
@@ -175,13 +163,11 @@ class Recipe:
         raise NotImplementedError
 
     def build(self, config, data) -> Task:
-        """The family's Task (`build_task`) at the config's precision: the model computes in
-        `dtype` (jaxdl.nn.precision), the optimizer keeps its moments in `opt_state_dtype`."""
+        """The family's Task (`build_task`) with the model knobs applied (`configure_model`);
+        the optimizer keeps its moments in `opt_state_dtype`."""
         task = self.build_task(config, data)
-        dtype, state_dtype = config.get("dtype", "float32"), config.get("opt_state_dtype",
-                                                                         "float32")
-        if dtype != "float32":
-            task = dataclasses.replace(task, model=with_dtype(task.model, dtype_of(dtype)))
+        task = dataclasses.replace(task, model=configure_model(task.model, config))
+        state_dtype = config.opt_state_dtype
         if state_dtype != "float32":
             task = dataclasses.replace(task, tx=with_state_dtype(task.tx,
                                                                  dtype_of(state_dtype)))

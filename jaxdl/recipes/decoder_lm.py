@@ -24,10 +24,11 @@ import functools
 import jax
 from optax.contrib import MuonDimensionNumbers
 
+from jaxdl.nn import count_params
 from jaxdl.nn.transformer import DecoderLM
-from jaxdl.recipes import schema
-from jaxdl.recipes.base import Task, count_params, steady_step_rate
-from jaxdl.recipes.language_model import LanguageModel, example_tokens, text_config
+from jaxdl.options import BOOL, Choice, Option, Rule, count, shared
+from jaxdl.recipes.base import Task, configure_model, steady_step_rate
+from jaxdl.recipes.language_model import TEXT_OPTIONS, LanguageModel, example_tokens
 from jaxdl.tasks import language
 from jaxdl.train import flops, make_optimizer, make_schedule, muon_adamw
 
@@ -43,53 +44,47 @@ class DecoderLanguageModel(LanguageModel):
     name = "decoder_lm"
     description = "decoder-only Transformer language model"
     throughput_unit = "tokens"
-    rules = {
-        "positional": schema.Choice("rotary", "learned", "sinusoidal"),
-        "norm": schema.Choice("rmsnorm", "layernorm"),
-        "mlp": schema.Choice("relu2", "gelu", "swiglu"),
-        "mlp_dim": schema.count(1 << 20, 0),
-        "optimizer": schema.Choice("muon", "adamw"),
-        "schedule": schema.Choice("warmup_linear", "warmup_cosine"),
-        "logit_softcap": schema.Rule(0.0, 1e4, example=15.0),
-        "muon_learning_rate": schema.Rule(0.0, 10.0, example=0.02),
-        "muon_weight_decay": schema.Rule(0.0, 10.0, example=0.0),
-    }
-
-    def get_config(self):
-        c = text_config(self.name)
-        c.num_layers = 4
-        c.num_heads = 4
-        c.dim = 128
-        c.seq_len = 64  # context
-        c.dropout = 0.0
-        c.attention_dropout = 0.0  # on the attention weights (nanoGPT: the same as dropout);
-        # > 0 in training takes the explicit attention path instead of the fused kernel
-        c.use_bias = False
-        c.positional = "rotary"  # rotary | learned | sinusoidal
-        c.norm = "rmsnorm"  # rmsnorm | layernorm
-        c.qk_norm = True
-        c.mlp = "relu2"  # relu2 | gelu | swiglu
-        c.mlp_dim = 0  # 0: 4 x dim
-        c.tie_embeddings = False
-        c.zero_init_out = True
-        c.logit_softcap = 15.0  # 0: off
-        c.batch_size = 32
-        c.num_steps = 300  # ~75% of the wall time nanoGPT's recipe needs (README: the race)
-        c.batches_per_epoch = 100  # one curve point and checkpoint every this many steps
-        c.optimizer = "muon"  # muon (hidden matrices) + adamw (the rest) | adamw
-        c.muon_learning_rate = 0.02
-        c.muon_weight_decay = 0.0
-        c.learning_rate = 3e-3  # AdamW's (all parameters with optimizer=adamw)
-        c.min_learning_rate = 0.0
-        c.schedule = "warmup_linear"  # warmup_linear | warmup_cosine
-        c.warmup_steps = 30
-        c.beta2 = 0.99
-        c.weight_decay = 0.0  # AdamW's, decoupled, on matrices and embeddings only
-        c.grad_clip_norm = 1.0
-        c.remat = "none"  # none | block | full: recompute block activations (jaxdl.nn.remat)
-        c.attention_impl = "auto"  # auto | xla | cudnn (flash attention on GPUs; nn.attention)
-        c.loss_impl = "auto"  # auto | plain | chunked: head + loss by chunks (tasks.chunked_loss)
-        return c
+    model_options = ("remat", "attention_impl", "loss_impl")
+    options = (
+        *TEXT_OPTIONS,
+        shared("num_layers", 4),
+        shared("num_heads", 4),
+        shared("dim", 128),
+        shared("seq_len", 64, "the context"),
+        shared("dropout", 0.0),
+        Option("attention_dropout", 0.0, "on the attention weights (nanoGPT: the same as "
+               "dropout); > 0 in training takes the explicit attention path",
+               Rule(0.0, 1.0, open_high=True, example=0.0)),
+        Option("use_bias", False, "biases in the linear layers and norms", BOOL),
+        Option("positional", "rotary", "rotary | learned | sinusoidal",
+               Choice("rotary", "learned", "sinusoidal")),
+        Option("norm", "rmsnorm", "rmsnorm | layernorm", Choice("rmsnorm", "layernorm")),
+        Option("qk_norm", True, "normalise queries and keys", BOOL),
+        Option("mlp", "relu2", "relu2 | gelu | swiglu", Choice("relu2", "gelu", "swiglu")),
+        Option("mlp_dim", 0, "the MLP's width; 0: 4 x dim", count(1 << 20, 0)),
+        Option("tie_embeddings", False, "the output head is the token embedding", BOOL),
+        Option("zero_init_out", True, "zero-initialised output projections", BOOL),
+        Option("logit_softcap", 15.0, "tanh soft-cap of the logits; 0: off",
+               Rule(0.0, 1e4, example=15.0)),
+        shared("batch_size", 32),
+        shared("num_steps", 300, "~75% of the wall time nanoGPT's recipe needs (README: "
+               "the race)"),
+        shared("batches_per_epoch", 100),
+        shared("optimizer", "muon", "muon (hidden matrices) + adamw (the rest) | adamw",
+               Choice("muon", "adamw")),
+        Option("muon_learning_rate", 0.02, "Muon's step size",
+               Rule(0.0, 10.0, example=0.02)),
+        Option("muon_weight_decay", 0.0, "Muon's decoupled weight decay",
+               Rule(0.0, 10.0, example=0.0)),
+        shared("learning_rate", 3e-3, "AdamW's (all parameters with optimizer=adamw)"),
+        shared("min_learning_rate", 0.0),
+        Option("schedule", "warmup_linear", "warmup_linear | warmup_cosine",
+               Choice("warmup_linear", "warmup_cosine")),
+        shared("warmup_steps", 30),
+        shared("beta2", 0.99),
+        shared("weight_decay", 0.0, "AdamW's, decoupled, on matrices and embeddings only"),
+        shared("grad_clip_norm", 1.0),
+    )
 
     def nanogpt_config(self):
         """nanoGPT's CPU `shakespeare_char` recipe (configs/nanogpt_shakespeare_char.py)."""
@@ -103,7 +98,7 @@ class DecoderLanguageModel(LanguageModel):
     def build_task(self, config, data) -> Task:
         model, tx, lr = build_model_and_optimizer(config, len(data.vocab))
         loss = functools.partial(language.next_token_loss,
-                                 loss_impl=config.get("loss_impl", "auto"))
+                                 loss_impl=config.loss_impl)
         return Task(model, loss, tx, example_tokens(config), learning_rate=lr)
 
     def generate(self, config, task, params, prompt_ids, num_tokens, rng, temperature):
@@ -146,9 +141,7 @@ def build_model(config, vocab_size: int) -> DecoderLM:
                      mlp=_key(config, "mlp"), mlp_dim=_key(config, "mlp_dim"),
                      tie_embeddings=_key(config, "tie_embeddings"),
                      zero_init_out=_key(config, "zero_init_out"),
-                     logit_softcap=_key(config, "logit_softcap"),
-                     remat=config.get("remat", "none"),
-                     attention_impl=config.get("attention_impl", "auto"))
+                     logit_softcap=_key(config, "logit_softcap"))
 
 
 def muon_dimensions(params):
@@ -173,7 +166,7 @@ def muon_dimensions(params):
 def build_model_and_optimizer(config, vocab_size: int):
     """(model, optimizer, schedule): the recipe, for every caller. With Muon, the
     returned schedule (logged as the learning rate) is AdamW's."""
-    model = build_model(config, vocab_size)
+    model = configure_model(build_model(config, vocab_size), config)  # as Recipe.build
     kind = _key(config, "schedule")
     schedule = lambda peak: make_schedule(  # noqa: E731
         peak, kind, total_steps=config.num_steps, warmup_steps=config.warmup_steps,

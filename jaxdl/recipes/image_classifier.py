@@ -19,7 +19,8 @@ from jaxdl.data import sources, transforms
 from jaxdl.data.loader import ArrayLoader
 from jaxdl.errors import UserError
 from jaxdl.nn import MyNet
-from jaxdl.recipes.base import Context, Recipe, Task, base_config
+from jaxdl.options import BOOL, Option, Rule, shared
+from jaxdl.recipes.base import Context, Recipe, Task
 from jaxdl.tasks import classify
 from jaxdl.train import make_optimizer
 from jaxdl.train.report import classification_report, labels_of, logits_function
@@ -33,22 +34,24 @@ class ImageClassifier(Recipe):
     throughput_unit = "images"
     predicts = True
 
-    def get_config(self):
-        c = base_config(self.name)
-        c.dataset = "auto"  # auto: full `mnist` if a local copy exists, else embedded `mnist_5k`
-        c.data_dir = ""  # local IDX directory or TFDS data_dir, where the dataset needs one
-        c.image_size = 48  # IMG_SIZE: the model expects 48x48
-        c.batch_size = 64  # BATCH_SIZE
-        c.eval_batch_size = 256  # the reference's test loader
-        c.epochs = 5  # EPOCHS
-        c.optimizer = "adam"
-        c.learning_rate = 1e-3  # LEARNING_RATE
-        c.weight_decay = 1e-4  # WEIGHT_DECAY, coupled L2 as torch.optim.Adam applies it
-        c.augment = True  # RandomRotation(10) + ColorJitter(0.2, 0.2) on the training set
-        c.rotation_degrees = 10.0
-        c.jitter = 0.2
-        c.dropout = 0.5
-        return c
+    options = (
+        shared("dataset", "auto", "auto: full `mnist` if a local copy exists, else the "
+               "embedded `mnist_5k`; mnist_5k | mnist | fashion_mnist | tfds:NAME | "
+               "array_record:DIR | synthetic"),
+        shared("data_dir", ""),
+        shared("image_size", 48, "IMG_SIZE: the model expects 48x48"),
+        shared("batch_size", 64, "BATCH_SIZE"),
+        shared("eval_batch_size", 256, "the reference's test loader"),
+        shared("epochs", 5, "EPOCHS"),
+        shared("optimizer", "adam"),
+        shared("learning_rate", 1e-3, "LEARNING_RATE"),
+        shared("weight_decay", 1e-4, "WEIGHT_DECAY, coupled L2 as torch.optim.Adam applies it"),
+        Option("augment", True, "RandomRotation + ColorJitter on the training set", BOOL),
+        Option("rotation_degrees", 10.0, "the rotation's range, +-degrees",
+               Rule(0.0, 180.0, example=10.0)),
+        Option("jitter", 0.2, "brightness and contrast jitter", Rule(0.0, 1.0, example=0.2)),
+        shared("dropout", 0.5),
+    )
 
     def load_data(self, config):
         if config.dataset == "auto":

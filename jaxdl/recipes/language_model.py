@@ -16,7 +16,8 @@ from jaxdl import plots
 from jaxdl.data import text as textdata
 from jaxdl.data.loader import WindowLoader, eval_windows
 from jaxdl.errors import UserError
-from jaxdl.recipes.base import Recipe, base_config, steady_rate
+from jaxdl.options import Option, Rule, count, positive_int, shared
+from jaxdl.recipes.base import Recipe, steady_rate
 from jaxdl.tasks import language
 from jaxdl.train.loop import evaluate
 
@@ -33,20 +34,24 @@ class TextData:
         return "" if self.level == "char" else " "
 
 
-def text_config(recipe: str):
-    """The text, sampling and evaluation keys of every LM recipe."""
-    c = base_config(recipe)
-    c.text = "tinyshakespeare"  # embedded corpus: tinyshakespeare | simple_sentences
-    c.text_path = ""  # any UTF-8 text file; overrides `text`
-    c.val_fraction = 0.1  # nanoGPT's split: the first 90% trains, the rest validates
-    c.eval_batch_size = 256
-    c.val_windows = 0  # 0: every non-overlapping window of the val split
-    c.eval_every = 0  # steps between validation passes during training (0: at the end)
-    c.prompt = "ROMEO:"
-    c.sample_tokens = 300
-    c.temperature = 0.8  # 0: greedy
-    c.top_k = 0  # 0: sample from the whole vocabulary
-    return c
+TEXT_OPTIONS = (  # the text, sampling and evaluation keys of every LM recipe
+    Option("text", "tinyshakespeare", "embedded corpus: tinyshakespeare | simple_sentences"),
+    Option("text_path", "", "any UTF-8 text file, or array_record:DIR (`jaxdl data "
+           "prepare`); overrides `text`"),
+    Option("val_fraction", 0.1, "nanoGPT's split: the first 90% trains, the rest validates",
+           Rule(0.0, 1.0, open_high=True, example=0.1)),
+    shared("eval_batch_size", 256),
+    Option("val_windows", 0, "validation windows; 0: every non-overlapping window of the "
+           "val split", count(example=0)),
+    shared("eval_every", 0, "steps between validation passes during training; 0: at the end"),
+    shared("prompt", "ROMEO:"),
+    Option("sample_tokens", 300, "tokens of the sample in results.json",
+           positive_int(100_000, 300)),
+    Option("temperature", 0.8, "sampling temperature; 0: greedy", Rule(0.0, 100.0,
+                                                                        example=0.8)),
+    Option("top_k", 0, "sample from the k likeliest tokens; 0: the whole vocabulary",
+           count(1 << 20, 0)),
+)
 
 
 class LanguageModel(Recipe):

@@ -15,7 +15,8 @@ import numpy as np
 from jaxdl.data.loader import ArrayLoader
 from jaxdl.data.tabular import load_problem
 from jaxdl.nn import MLP, backprop
-from jaxdl.recipes.base import Recipe, Task, base_config
+from jaxdl.options import Default, Option, Rule, shared
+from jaxdl.recipes.base import Recipe, Task
 from jaxdl.tasks import classify
 from jaxdl.train import make_optimizer
 from jaxdl.train.loop import evaluate
@@ -32,21 +33,23 @@ class TabularMLP(Recipe):
     name = "mlp"
     description = "an MLP on a scikit-learn tabular problem (regression, binary, 10 classes)"
 
-    def get_config(self):
-        c = base_config(self.name)
-        c.problem = "digits"  # diabetes | breast_cancer | digits
-        c.activation = "relu"  # sigmoid | tanh | relu (any of jaxdl.nn.ACTIVATIONS)
-        c.hidden_sizes = (64, 64)  # widths of the hidden layers; the output width follows
-        c.epochs = 20  # passes over the training split
-        c.batch_size = 32
-        c.eval_batch_size = 512  # test-split batch size (evaluation only)
-        c.dropout = 0.0  # dropout rate after each hidden layer (training only)
-        c.learning_rate = 1e-3  # Adam step size
-        c.optimizer = "adam"  # sgd, momentum, adam, adamw, rmsprop (jaxdl.train.optim)
-        c.weight_decay = 1e-4  # coupled L2, as torch.optim.Adam(weight_decay=) applies it
-        c.test_fraction = 0.2  # share of the dataset held out as the test split
-        c.verbose = False  # print fit's per-epoch lines
-        return c
+    options = (
+        Option("problem", "digits", "diabetes | breast_cancer | digits (scikit-learn)"),
+        Option("activation", "relu", "sigmoid | tanh | relu (any of jaxdl.nn.ACTIVATIONS)"),
+        Option("hidden_sizes", (64, 64), "widths of the hidden layers; the output width "
+               "follows", Rule(1, 1 << 16, integer=True, sequence=True, example=(64, 64))),
+        shared("epochs", 20),
+        shared("batch_size", 32),
+        shared("eval_batch_size", 512),
+        shared("dropout", 0.0, "dropout rate after each hidden layer (training only)"),
+        shared("learning_rate", 1e-3, "Adam's step size"),
+        shared("optimizer", "adam"),
+        shared("weight_decay", 1e-4, "coupled L2, as torch.optim.Adam(weight_decay=) "
+               "applies it"),
+        Option("test_fraction", 0.2, "share of the dataset held out as the test split",
+               Rule(0.01, 0.99, example=0.2)),
+        Default("verbose", False),
+    )
 
     def load_data(self, config):
         return load_problem(config.problem, config.seed, config.test_fraction)

@@ -13,9 +13,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxdl.nn import count_params
 from jaxdl.nn.recurrent import RecurrentLM, hidden_for_budget
-from jaxdl.recipes.base import Task, count_params
-from jaxdl.recipes.language_model import LanguageModel, example_tokens, text_config
+from jaxdl.options import Default, Option, count, positive_int, shared
+from jaxdl.recipes.base import Task
+from jaxdl.recipes.language_model import TEXT_OPTIONS, LanguageModel, example_tokens
 from jaxdl.tasks import language
 from jaxdl.train import make_optimizer, make_schedule
 
@@ -26,25 +28,29 @@ class RecurrentLanguageModel(LanguageModel):
     throughput_unit = "tokens"
     level_key = "level"
 
-    def get_config(self):
-        c = text_config(self.name)
-        c.cell = "lstm"  # rnn (SimpleCell, tanh) | lstm | gru
-        c.level = "char"  # char | word (lower-cased words, <unk> for unseen)
-        c.embed_dim = 64
-        c.hidden_dim = 0  # 0: the size that gives `param_budget` parameters for this cell
-        c.param_budget = 350_000
-        c.num_layers = 1
-        c.dropout = 0.0
-        c.seq_len = 128  # characters per training window (backpropagation through time)
-        c.batch_size = 32
-        c.num_steps = 1000
-        c.batches_per_epoch = 100  # an "epoch" of random windows: one curve point, checkpoint
-        c.optimizer = "adam"
-        c.learning_rate = 3e-3
-        c.schedule = "cosine"  # to 0.1 x learning_rate at num_steps
-        c.grad_clip_norm = 1.0
-        c.eval_batch_size = 128
-        return c
+    options = (
+        *TEXT_OPTIONS,
+        Option("cell", "lstm", "rnn (SimpleCell, tanh) | lstm | gru"),
+        Option("level", "char", "char | word (lower-cased words, <unk> for unseen)"),
+        Option("embed_dim", 64, "token embedding width", positive_int(1 << 16, 64)),
+        Option("hidden_dim", 0, "0: the size that gives `param_budget` parameters for this "
+               "cell", count(1 << 16, 0)),
+        Option("param_budget", 350_000, "parameters the hidden size is chosen for",
+               positive_int(10**10, 350_000)),
+        shared("num_layers", 1),
+        shared("dropout", 0.0),
+        shared("seq_len", 128, "characters per training window (backpropagation through "
+               "time)"),
+        shared("batch_size", 32),
+        shared("num_steps", 1000),
+        shared("batches_per_epoch", 100, "an 'epoch' of random windows: one curve point and "
+               "checkpoint"),
+        shared("optimizer", "adam"),
+        shared("learning_rate", 3e-3),
+        Option("schedule", "cosine", "cosine: to 0.1 x learning_rate at num_steps"),
+        shared("grad_clip_norm", 1.0),
+        Default("eval_batch_size", 128),
+    )
 
     def build_task(self, config, data) -> Task:
         model = build_model(config, len(data.vocab))

@@ -19,7 +19,8 @@ from jaxdl.data.dates import make_dataset
 from jaxdl.data.loader import StepLoader
 from jaxdl.errors import UserError
 from jaxdl.nn.transformer import EncoderDecoder
-from jaxdl.recipes.base import Recipe, Task, base_config
+from jaxdl.options import Option, positive_int, shared
+from jaxdl.recipes.base import Recipe, Task
 from jaxdl.tasks import seq2seq
 from jaxdl.train import make_optimizer, make_schedule
 from jaxdl.train.loop import evaluate
@@ -33,28 +34,30 @@ class DateTranslation(Recipe):
     throughput_unit = "target tokens"
     samples = True
 
-    def get_config(self):
-        c = base_config(self.name)
-        c.num_train = 20_000  # distinct training dates (each in one random format)
-        c.num_test = 2_000  # distinct test dates, none of them in training
-        c.src_len = 32  # characters of the human-written date, with EOS and padding
-        c.num_layers = 2  # encoder layers, and as many decoder layers
-        c.num_heads = 4
-        c.dim = 64
-        c.dropout = 0.1
-        c.batch_size = 64
-        c.eval_batch_size = 500
-        c.num_steps = 3000
-        c.batches_per_epoch = 250  # one curve point and checkpoint every this many steps
-        c.learning_rate = 1e-3
-        c.warmup_steps = 200
-        c.weight_decay = 0.01  # AdamW (decoupled)
-        c.beam_size = 3
-        c.prompt = "5 mars 1998"  # what `jaxdl sample` translates by default
-        c.remat = "none"  # none | block | full: recompute block activations (jaxdl.nn.remat)
-        c.attention_impl = "auto"  # auto | xla | cudnn (flash attention on GPUs; nn.attention)
-        c.loss_impl = "auto"  # auto | plain | chunked: head + loss by chunks (tasks.chunked_loss)
-        return c
+    model_options = ("remat", "attention_impl", "loss_impl")
+    options = (
+        Option("num_train", 20_000, "distinct training dates (each in one random format)",
+               positive_int(10**7, 20_000)),
+        Option("num_test", 2_000, "distinct test dates, none of them in training",
+               positive_int(10**7, 2_000)),
+        Option("src_len", 32, "characters of the human-written date, with EOS and padding",
+               positive_int(4096, 32)),
+        shared("num_layers", 2, "encoder layers, and as many decoder layers"),
+        shared("num_heads", 4),
+        shared("dim", 64),
+        shared("dropout", 0.1),
+        shared("batch_size", 64),
+        shared("eval_batch_size", 500),
+        shared("num_steps", 3000),
+        shared("batches_per_epoch", 250, "one curve point and checkpoint every this many "
+               "steps"),
+        shared("learning_rate", 1e-3),
+        shared("warmup_steps", 200),
+        shared("weight_decay", 0.01, "AdamW's (decoupled)"),
+        Option("beam_size", 3, "beams of the test set's beam search",
+               positive_int(64, 3)),
+        shared("prompt", "5 mars 1998", "what `jaxdl sample` translates by default"),
+    )
 
     def load_data(self, config):
         train, test, vocab = make_dataset(config.num_train, config.num_test, config.seed,
@@ -67,14 +70,13 @@ class DateTranslation(Recipe):
         model = EncoderDecoder(len(vocab), len(vocab), num_layers=config.num_layers,
                                num_heads=config.num_heads, dim=config.dim,
                                dropout=config.dropout, max_src_len=config.src_len,
-                               max_tgt_len=data["tgt_len"], remat=config.remat,
-                               attention_impl=config.get("attention_impl", "auto"))
+                               max_tgt_len=data["tgt_len"])
         lr = make_schedule(config.learning_rate, "warmup_cosine", total_steps=config.num_steps,
                            warmup_steps=config.warmup_steps)
         tx = make_optimizer("adamw", lr, config.weight_decay, grad_clip_norm=1.0)
         example = (jnp.asarray(train["src"][:1]), jnp.asarray(train["tgt"][:1, :-1]))
         loss = functools.partial(seq2seq.teacher_forcing_loss,
-                                 loss_impl=config.get("loss_impl", "auto"))
+                                 loss_impl=config.loss_impl)
         return Task(model, loss, tx, example, learning_rate=lr)
 
     def train_loader(self, config, data, **shard):

@@ -29,8 +29,8 @@ from jaxdl.nn import ConvNet
 from jaxdl.nn.text2img import TextToImage
 from jaxdl.nn.transformer import Encoder
 from jaxdl.nn.unet import UNet
-from jaxdl.recipes import schema
-from jaxdl.recipes.base import Recipe, Task, base_config
+from jaxdl.options import BOOL, Default, Option, Rule, count, positive_int, shared
+from jaxdl.recipes.base import Recipe, Task
 from jaxdl.tasks import classify, denoise
 from jaxdl.train import (
     create_train_state,
@@ -52,47 +52,63 @@ class TextToImageDiffusion(Recipe):
     throughput_unit = "images"
     samples = True
 
-    def get_config(self):
-        c = base_config(self.name)
-        c.dataset = "auto"  # auto: fashion_mnist if its IDX files are installed, else mnist_5k
-        c.data_dir = ""
-        c.image_size = 32  # 28x28 padded with black to 32x32, scaled to [-1, 1]
-        c.text_level = "word"  # word | char: at 1000 steps 37% vs 17% grid prompt accuracy
-        c.max_prompt_len = 64  # BOS + up to 63 tokens
-        c.prompt_shift = 0.5  # P(prompt moved to a random position) in training
-        c.text_layers, c.text_heads, c.text_dim = 2, 4, 64
-        c.channels = (16, 32, 64)  # UNet widths at 32x32, 16x16, 8x8
-        c.num_res_blocks = 1
-        c.attention_levels = (2,)  # self-attention at 8x8 (and in the middle)
-        c.cross_attention_levels = (1, 2)  # cross-attention to the text at 16x16 and 8x8
-        c.pooled_text = True  # also add the encoder's BOS output to the time embedding
-        c.num_heads, c.groups, c.dropout = 4, 8, 0.0
-        c.noise_schedule = "cosine"  # linear | cosine
-        c.num_timesteps = 1000
-        c.prediction = "eps"  # eps | v
-        c.cond_drop = 0.1  # classifier-free guidance: P(prompt -> empty prompt) in training
-        c.batch_size = 64
-        c.num_steps = 3000
-        c.eval_every = 1000  # steps between sample grids (and one at the last step)
-        c.checkpoint_every = 250  # steps between checkpoints (a killed run resumes from there)
-        c.learning_rate = 1e-3
-        c.warmup_steps = 200
-        c.min_lr_fraction = 0.1
-        c.weight_decay = 0.0
-        c.grad_clip = 1.0
-        c.ema_decay = 0.995
-        c.guidance = 5.0  # w (1: conditional, 0: unconditional); 3 -> 5: 90.4% -> 94.6%
-        c.eval_sampler = "ddim"
-        c.eval_steps = 25
-        c.eval_eta = 0.0
-        c.grid_per_class = 10  # grid: one row per class; also the batch of every sampling call
-        c.fid_samples = 10_000  # generated and real images for prompt accuracy and FID
-        c.classifier_epochs = 3
-        c.test_loss_images = 2000  # test images for the final diffusion loss (0: skip)
-        c.prompt = "an ankle boot"  # what `jaxdl sample` draws by default
-        c.remat = "none"  # none | block | full: recompute block activations (jaxdl.nn.remat)
-        c.attention_impl = "auto"  # auto | xla | cudnn (flash attention on GPUs; nn.attention)
-        return c
+    model_options = ("remat", "attention_impl")
+    options = (
+        shared("dataset", "auto", "auto: fashion_mnist if its IDX files are installed, else "
+               "mnist_5k"),
+        shared("data_dir", ""),
+        shared("image_size", 32, "28x28 padded with black to 32x32, scaled to [-1, 1]"),
+        Option("text_level", "word", "word | char: at 1000 steps 37% vs 17% grid prompt "
+               "accuracy"),
+        Option("max_prompt_len", 64, "BOS + up to 63 tokens", positive_int(4096, 64)),
+        Option("prompt_shift", 0.5, "P(prompt moved to a random position) in training",
+               Rule(0.0, 1.0, example=0.5)),
+        Option("text_layers", 2, "the text encoder's layers"),
+        Option("text_heads", 4, "the text encoder's heads"),
+        Option("text_dim", 64, "the text encoder's width"),
+        Option("channels", (16, 32, 64), "UNet widths at 32x32, 16x16, 8x8"),
+        Option("num_res_blocks", 1, "residual blocks per UNet level"),
+        Option("attention_levels", (2,), "self-attention at these levels (and in the middle)"),
+        Option("cross_attention_levels", (1, 2), "cross-attention to the text at these levels"),
+        Option("pooled_text", True, "also add the encoder's BOS output to the time embedding",
+               BOOL),
+        shared("num_heads", 4),
+        Option("groups", 8, "GroupNorm groups"),
+        shared("dropout", 0.0),
+        Option("noise_schedule", "cosine", "linear | cosine"),
+        Option("num_timesteps", 1000, "diffusion steps T", positive_int(10**6, 1000)),
+        Option("prediction", "eps", "eps | v: what the UNet predicts"),
+        Option("cond_drop", 0.1, "classifier-free guidance: P(prompt -> empty prompt) in "
+               "training", Rule(0.0, 1.0, open_high=True, example=0.1)),
+        shared("batch_size", 64),
+        shared("num_steps", 3000),
+        shared("eval_every", 1000, "steps between sample grids (and one at the last step)",
+               positive_int(10**9, 1000)),  # the grid needs a period
+        Default("checkpoint_every", 250),  # a killed run resumes from there
+        shared("learning_rate", 1e-3),
+        shared("warmup_steps", 200),
+        Option("min_lr_fraction", 0.1, "the cosine schedule ends at this x learning_rate",
+               Rule(0.0, 1.0, example=0.1)),
+        shared("weight_decay", 0.0),
+        Option("grad_clip", 1.0, "clip the gradient's global norm to this",
+               Rule(0.0, example=1.0)),
+        Option("ema_decay", 0.995, "decay of the parameters' EMA (what samples)",
+               Rule(0.0, 1.0, open_high=True, example=0.995)),
+        Option("guidance", 5.0, "w (1: conditional, 0: unconditional); 3 -> 5: 90.4% -> "
+               "94.6%", Rule(0.0, 100.0, example=5.0)),
+        Option("eval_sampler", "ddim", "ddim | ddpm"),
+        Option("eval_steps", 25, "sampler steps", positive_int(10**6, 25)),
+        Option("eval_eta", 0.0, "DDIM noise; 0: none", Rule(0.0, 1.0, example=0.0)),
+        Option("grid_per_class", 10, "grid: one row per class; also the batch of every "
+               "sampling call", positive_int(1000, 10)),
+        Option("fid_samples", 10_000, "generated and real images for prompt accuracy and FID",
+               positive_int(10**7, 10_000)),
+        Option("classifier_epochs", 3, "epochs of the judging classifier",
+               positive_int(1000, 3)),
+        Option("test_loss_images", 2000, "test images for the final diffusion loss; 0: skip",
+               count(10**7, 2000)),
+        shared("prompt", "an ankle boot", "what `jaxdl sample` draws by default"),
+    )
 
     def load_data(self, config):
         if config.dataset == "auto":
@@ -105,8 +121,6 @@ class TextToImageDiffusion(Recipe):
                 print("dataset 'auto': Fashion-MNIST is not installed; using mnist_5k")
         split = sources.resolve_image_dataset(config.dataset, data_dir=config.data_dir or None)
         return {"split": split, "tokenizer": tokenizer_from_config(config)}
-
-    rules = {"eval_every": schema.positive_int(10**9, 1000)}  # the grid needs a period
 
     def check(self, config, data) -> None:
         data["tokenizer"].encode(config.prompt)  # `jaxdl sample`'s default: fail now
@@ -253,14 +267,12 @@ def tokenizer_from_config(config) -> prompts.PromptTokenizer:
 def text_to_image_model(config, vocab_size: int) -> TextToImage:
     encoder = Encoder(vocab_size, num_layers=config.text_layers, num_heads=config.text_heads,
                       dim=config.text_dim, max_len=config.max_prompt_len, pad_id=0,
-                      positional="learned", remat=config.get("remat", "none"),
-                      attention_impl=config.get("attention_impl", "auto"))
+                      positional="learned")
     unet = UNet(channels=tuple(config.channels), num_res_blocks=config.num_res_blocks,
                 attention_levels=tuple(config.attention_levels),
                 cross_attention_levels=tuple(config.cross_attention_levels),
                 num_heads=config.num_heads, groups=config.groups, dropout=config.dropout,
-                num_timesteps=config.num_timesteps, remat=config.get("remat", "none"),
-                attention_impl=config.get("attention_impl", "auto"))
+                num_timesteps=config.num_timesteps)
     return TextToImage(encoder=encoder, unet=unet, pooled_text=config.get("pooled_text", True))
 
 

@@ -32,7 +32,6 @@ from jaxdl.train.parallel import (  # noqa: E402
     replicate_for_pmap,
     replicate_state,
     replicated,
-    setup_mesh,
     shard_batch,
     split_for_pmap,
     unreplicate,
@@ -42,4 +41,4 @@ __all__ += ["check_batch_size", "compile_sharded_eval_step", "compile_sharded_tr
             "data_sharding", "fit_options", "initialize_distributed", "is_main_process",
             "local_copy", "make_mesh", "make_put_batch", "needs_blocking", "pmap_eval_step",
             "pmap_train_step", "process_shard", "replicate_for_pmap", "replicate_state",
-            "replicated", "setup_mesh", "shard_batch", "split_for_pmap", "unreplicate"]
+            "replicated", "shard_batch", "split_for_pmap", "unreplicate"]

@@ -142,34 +142,20 @@ def mesh_shape(n: int, data: int = -1, fsdp: int = 1, tensor: int = 1) -> tuple:
     return tuple(sizes)
 
 
-def setup_mesh(devices: int = 0, *, distributed: bool = False) -> Mesh:
-    """An experiment's `--config.devices` / `--config.distributed`, as a mesh.
-
-    `distributed` joins a multi-host run first (`initialize_distributed()`: call this
-    before anything touches a device). `devices`: 0 for all devices of all processes,
-    n for the first n (one process only).
-    """
-    if distributed:
-        initialize_distributed()
-    return make_mesh(devices or None)
-
-
-def mesh_from_config(config) -> Mesh | None:
-    """The mesh an experiment's `devices` / `distributed` / `mesh.*` keys ask for, or None
-    for the plain one-device path; the batch size is checked against it before anything
-    compiles. `mesh.fsdp` or `mesh.tensor` above 1 (with `devices` left at 1) takes every
-    device."""
-    m = config.get("mesh") or {}
-    axes = {"data": m.get("data", -1), "fsdp": m.get("fsdp", 1), "tensor": m.get("tensor", 1)}
+def run_mesh(batch_size: int, *, devices: int = 1, distributed: bool = False,
+             data: int = -1, fsdp: int = 1, tensor: int = 1) -> Mesh | None:
+    """The mesh a run's `devices` / `distributed` / `mesh.*` keys ask for, or None for the
+    plain one-device path; the batch size is checked against it before anything
+    compiles. `fsdp` or `tensor` above 1 (with `devices` left at 1) takes every device."""
+    axes = {"data": data, "fsdp": fsdp, "tensor": tensor}
     sharded = axes != {"data": -1, "fsdp": 1, "tensor": 1}
-    devices = config.get("devices", 1)
-    if devices == 1 and not config.get("distributed", False) and not sharded:
+    if devices == 1 and not distributed and not sharded:
         return None
-    if config.get("distributed", False):
+    if distributed:
         initialize_distributed()
     mesh = make_mesh(None if devices in (0, 1) and (sharded or devices == 0) else devices,
                      **axes)
-    check_batch_size(config.batch_size, mesh)
+    check_batch_size(batch_size, mesh)
     return mesh
 
 

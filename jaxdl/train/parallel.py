@@ -51,10 +51,9 @@ from jaxdl.train.mesh import (  # noqa: F401  (the mesh, multi-host: jaxdl.train
     initialize_distributed,
     is_main_process,
     make_mesh,
-    mesh_from_config,
     mesh_shape,
     process_shard,
-    setup_mesh,
+    run_mesh,
 )
 from jaxdl.train.pmap import (  # noqa: F401  (the pmap wrappers: jaxdl.train.pmap)
     PMAP_AXIS,

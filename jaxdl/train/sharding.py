@@ -60,10 +60,10 @@ MIN_SHARD_SIZE = 4096  # elements: smaller parameters (biases, norm scales) are 
 STRUCTURAL = ("heads", "mlp")  # tensor parallelism must split these evenly, or refuse
 
 
-def rules_of(config) -> tuple:
+def rules_of(rules) -> tuple:
     """`--config.logical_axis_rules` (pairs of (logical name, mesh axis or axes or None)),
-    or the default table."""
-    rules = config.get("logical_axis_rules") or LOGICAL_AXIS_RULES
+    or the default table where it is empty."""
+    rules = rules or LOGICAL_AXIS_RULES
     return tuple((str(name), tuple(axes) if isinstance(axes, list | tuple) else axes)
                  for name, axes in rules)
 
