@@ -106,7 +106,20 @@ def count(high=10**9, example=None):  # zero allowed: "0 means off"
     return Rule(0, high, integer=True, example=example)
 
 
-MESH_SIZE = Rule(-1, 1 << 20, integer=True, example=8)  # -1: the devices left; 0 refused below
+class MeshSize(Rule):
+    """A mesh axis: an integer >= 1, or -1 for the devices left over."""
+
+    def __init__(self):
+        super().__init__(-1, 1 << 20, integer=True, example=8)
+
+    def describe(self) -> str:
+        return "an integer >= 1, or -1 (the devices left over)"
+
+    def ok(self, value) -> bool:
+        return super().ok(value) and value != 0
+
+
+MESH_SIZE = MeshSize()
 BOOL = Choice(True, False)
 
 
@@ -263,9 +276,6 @@ def validate(config, options: dict[str, Option]) -> None:
         if f"mesh.{axis}" not in options:
             raise UserError(f"config key 'mesh.{axis}' is not a mesh axis; the axes are "
                             "data, fsdp, tensor (e.g. --config.mesh.fsdp=8)")
-        if size == 0:
-            raise UserError(f"config key 'mesh.{axis}' is 0; allowed: an integer >= 1 or -1 "
-                            "(the devices left over), e.g. --config.mesh.fsdp=8")
     k = config.get("grad_accum_steps", 1)
     if config.get("batch_size", k) % k:
         raise UserError(f"config key 'grad_accum_steps' is {k}, which does not split "
