@@ -272,7 +272,7 @@ def validate(config, options: dict[str, Option]) -> None:
         raise UserError(f"config key {o.key!r} is {value!r}; allowed: {rule.describe()}"
                         f"{example}")
     mesh = config.get("mesh") or {}
-    for axis, size in mesh.items():
+    for axis in mesh:
         if f"mesh.{axis}" not in options:
             raise UserError(f"config key 'mesh.{axis}' is not a mesh axis; the axes are "
                             "data, fsdp, tensor (e.g. --config.mesh.fsdp=8)")
