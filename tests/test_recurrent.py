@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from jaxdl.errors import UserError
+from jaxdl.nn import count_params
 from jaxdl.nn.recurrent import (
     CELLS,
     RecurrentLM,
-    count_params,
     hidden_for_budget,
     make_cell,
     param_count,

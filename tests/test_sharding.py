@@ -45,6 +45,7 @@ def _report(tmp_path) -> dict:
 def test_meshes_train_as_one_device_split_the_state_and_move_checkpoints(tmp_path):
     """One child on 8 fake CPU devices (one test, so one child under pytest-xdist)."""
     report = _report(tmp_path)
+    diffs = {k: v["update_diff"] for k, v in report.items() if "update_diff" in v}
     for key, got in report.items():
         if "/" not in key or key.endswith("/one"):
             continue
@@ -54,7 +55,7 @@ def test_meshes_train_as_one_device_split_the_state_and_move_checkpoints(tmp_pat
         tol = LOSS_TOL["options" if recipe == "decoder_lm_options" else "float32"]
         np.testing.assert_allclose(got["losses"], report[f"{recipe}/one"]["losses"],
                                    rtol=tol, atol=tol, err_msg=key)
-        assert got["update_diff"] < UPDATE_TOL[recipe], (key, got["update_diff"])
+        assert got["update_diff"] < UPDATE_TOL[recipe], (key, diffs)  # every gap, to re-measure
     assert sorted(report) == sorted(
         [f"{r}/{m}" for r in RECIPES for m in ("one",) + MESHES.get(r, ALL_MESHES)]
         + ["restore", "decoder_lm_options/one", "decoder_lm_options/data2_fsdp2_tensor2"])
