@@ -28,12 +28,14 @@ MESHES = {"image_classifier": ("fsdp8",)}
 # each gap is one step's rounding. Measured on a 2-core AMD EPYC (AVX2), 2026-12-05:
 # - the loss: 4.8e-7 at most (1.4e-7 relative), float32, every recipe and mesh;
 #   1.4e-4 relative under bfloat16 + remat + 2 microbatches on (2, 2, 2);
-# - the update, |mesh - one device| / |one device's update| (L2): decoder_lm 8.0e-6,
+# - the update, |mesh - one device| / |one device's update| (L2): decoder_lm 8.0e-6
+#   (1.0e-4 at most, 7.5e-5 on data 8, since the suite draws non-partitionable threefry
+#   (conftest.py): another initialisation, measured on a 2-core Xeon, 2026-12-06),
 #   text2img 1.4e-6, MyNet 1.1e-3 (Adam's sign-like first steps flip on near-zero
 #   gradients: one element moves by twice the learning rate), and 0.138 under bfloat16
 #   (the same flips, on bfloat16's rounding of the gradients).
 LOSS_TOL = {"float32": 2e-6, "options": 1e-3}
-UPDATE_TOL = {"decoder_lm": 3e-5, "text2img": 5e-6, "image_classifier": 4e-3,
+UPDATE_TOL = {"decoder_lm": 3e-4, "text2img": 5e-6, "image_classifier": 4e-3,
               "decoder_lm_options": 0.4}
 
 
