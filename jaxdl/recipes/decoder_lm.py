@@ -118,7 +118,7 @@ def mfu_6n(config, num_params: int, tokens_per_second: float, mesh=None) -> floa
     """MFU by nanoGPT's formula (`flops.flops_per_token_6n`, N without the position table,
     as nanoGPT's `get_num_params`), against the devices' dense peak; None where unknown."""
     devices = jax.devices()[:1] if mesh is None else mesh.devices.flat
-    peak = flops.total_peak(devices, config.get("dtype", "float32"))
+    peak = flops.total_peak(devices, config.dtype)
     if not peak:
         return None
     table = config.seq_len * config.dim if config.positional == "learned" else 0
