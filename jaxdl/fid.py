@@ -15,11 +15,12 @@ import warnings
 
 import jax
 import numpy as np
-import scipy.linalg
 
 
 def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
     """Frechet distance between Gaussians fitted to two (N, D) feature sets."""
+    import scipy.linalg  # here: at import it would slow every jaxdl process
+
     a, b = np.asarray(features_a, np.float64), np.asarray(features_b, np.float64)
     mu_a, mu_b = a.mean(0), b.mean(0)
     s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)

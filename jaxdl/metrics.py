@@ -6,7 +6,13 @@ Per-step metrics live in the task losses as sums; these are the end-of-run summa
 import math
 
 import numpy as np
-from sklearn import metrics as skm
+
+
+def _sklearn_metrics():
+    """sklearn is imported on first use: at import it would cost every jaxdl process 1 s."""
+    from sklearn import metrics
+
+    return metrics
 
 
 def accuracy(labels, preds) -> float:
@@ -16,13 +22,13 @@ def accuracy(labels, preds) -> float:
 
 def confusion_matrix(labels, preds, num_classes: int) -> np.ndarray:
     """Rows are true classes, columns predicted (sklearn's convention, as the reference prints)."""
-    return skm.confusion_matrix(labels, preds, labels=list(range(num_classes)))
+    return _sklearn_metrics().confusion_matrix(labels, preds, labels=list(range(num_classes)))
 
 
 def classification_report(labels, preds, num_classes: int, class_names=None, *, as_dict=False):
     """Precision / recall / F1 per class, as the reference prints it (zero_division=0)."""
     names = None if class_names is None else [str(c) for c in class_names]
-    return skm.classification_report(
+    return _sklearn_metrics().classification_report(
         labels, preds, labels=list(range(num_classes)), target_names=names,
         zero_division=0, output_dict=as_dict, digits=4 if as_dict else 2,
     )

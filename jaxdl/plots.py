@@ -2,11 +2,23 @@
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+
+class _Pyplot:
+    """matplotlib.pyplot on first use, on the Agg backend (at import it would cost every jaxdl
+    process half a second, plots or not)."""
+
+    def __getattr__(self, name):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot
+
+        return getattr(matplotlib.pyplot, name)
+
+
+plt = _Pyplot()
 
 
 def plot_curves(history: list[dict], keys, path: str | Path, *, xlabel: str = "epoch",

@@ -19,20 +19,22 @@ TOL = 1e-5
 LOSS_ATOL = 1e-4
 
 
-def _report(out: Path) -> dict:
-    return child_report([HERE / "recipes_parallel_child.py", out], devices=4)
+def _report(out: Path, family: str) -> dict:
+    return child_report([HERE / "recipes_parallel_child.py", out, family], devices=4)
 
 
 @pytest.mark.slow
-def test_four_devices_give_one_devices_losses_and_metrics(tmp_path):
-    """One test over every family (one child, which pytest-xdist must not run twice)."""
-    report = _report(tmp_path)
-    for family in FAMILIES:
-        one, four = report[f"{family}/1"], report[f"{family}/4"]
-        assert one["num_devices"] == 1 and four["num_devices"] == 4, family
-        assert len(one["losses"]) >= 4 and len(one["losses"]) == len(four["losses"]), family
-        np.testing.assert_allclose(four["losses"], one["losses"], rtol=TOL, atol=LOSS_ATOL,
-                                   err_msg=family)
-        assert one["eval"] and set(one["eval"]) == set(four["eval"]), family
-        for key, value in one["eval"].items():
-            assert four["eval"][key] == pytest.approx(value, rel=TOL, abs=TOL), (family, key)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_four_devices_give_one_devices_losses_and_metrics(tmp_path, family):
+    """One child per family (its own process: the device count is fixed at JAX's start), so
+    pytest-xdist spreads the families over its workers."""
+    report = _report(tmp_path, family)
+    assert sorted(report) == [f"{family}/1", f"{family}/4"], sorted(report)
+    one, four = report[f"{family}/1"], report[f"{family}/4"]
+    assert one["num_devices"] == 1 and four["num_devices"] == 4, family
+    assert len(one["losses"]) >= 4 and len(one["losses"]) == len(four["losses"]), family
+    np.testing.assert_allclose(four["losses"], one["losses"], rtol=TOL, atol=LOSS_ATOL,
+                               err_msg=family)
+    assert one["eval"] and set(one["eval"]) == set(four["eval"]), family
+    for key, value in one["eval"].items():
+        assert four["eval"][key] == pytest.approx(value, rel=TOL, abs=TOL), (family, key)

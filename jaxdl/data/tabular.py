@@ -9,8 +9,6 @@ training split only.
 """
 
 import numpy as np
-from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits
-from sklearn.model_selection import train_test_split
 
 from jaxdl.errors import UserError
 
@@ -29,9 +27,12 @@ def load_problem(name: str, seed: int = 0, test_fraction: float = 0.2) -> dict:
         raise UserError(f"unknown problem {name!r}; choose from {', '.join(PROBLEMS)}")
     if not 0.0 < test_fraction < 1.0:
         raise UserError(f"test_fraction must be in (0, 1), got {test_fraction}; e.g. 0.2")
+    from sklearn import datasets  # here, not at import: it costs every jaxdl process 1 s
+    from sklearn.model_selection import train_test_split
+
     kind = KINDS[name]
     if name == "diabetes":
-        data = load_diabetes()
+        data = datasets.load_diabetes()
         x, y = data.data.astype(np.float32), data.target.astype(np.float32)
         x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=test_fraction,
                                                   random_state=seed)
@@ -41,10 +42,10 @@ def load_problem(name: str, seed: int = 0, test_fraction: float = 0.2) -> dict:
         return dict(kind=kind, n_out=1, y_mean=y_mean, y_std=y_std,
                     train={"x": x_tr, "y": y_tr}, test={"x": x_te, "y": y_te})
     if name == "breast_cancer":
-        data = load_breast_cancer()
+        data = datasets.load_breast_cancer()
         x, y = data.data.astype(np.float32), data.target.astype(np.int32)
     else:
-        data = load_digits()
+        data = datasets.load_digits()
         x, y = (data.data / 16.0).astype(np.float32), data.target.astype(np.int32)
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=test_fraction,
                                               random_state=seed, stratify=y)
