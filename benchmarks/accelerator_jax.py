@@ -16,7 +16,7 @@ import time
 from benchmarks.accelerator import CONTEXT_QUICK, GENERATE, GPT2, GPT2_QUICK, step_seconds, timed
 
 # Train-step XLA options tried on GPUs beside XLA's defaults; the measured winner goes to
-# jaxdl.train.compile (README, Mixed precision and accelerators).
+# jaxdl.train.compile (docs/accelerators.md).
 GPU_TRAIN_CANDIDATES = {"no_triton_gemm": {"xla_gpu_enable_triton_gemm": False}}
 # Generation: the loop as a CUDA graph (XLA command buffers with WHILE and CONDITIONAL).
 GPU_GENERATE_CANDIDATES = {"command_buffer_while": {

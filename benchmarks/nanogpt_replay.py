@@ -16,7 +16,7 @@ and each eval's checkpoint saved as `ckpt_{iter_num}.pt` instead of `ckpt.pt`. T
 converts every `ckpt_*.pt` with `decoder_lm_params_from_nanogpt` and evaluates it with
 jaxdl's full-split evaluator, then trains jaxdl from `init.pt` on the recorded batches
 through the shared train step and evaluates at the same steps. Needs torch (to read the
-.pt files). Result of 2026-12-01 in README.md (Transformers).
+.pt files). Result of 2026-12-01 in docs/transformers.md.
 """
 
 from __future__ import annotations

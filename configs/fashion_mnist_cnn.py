@@ -1,6 +1,6 @@
 """The reference CNN recipe on Fashion-MNIST (60,000 train / 10,000 test).
 
-    apt-get install -y dataset-fashion-mnist      # the IDX files, offline (../README, Data)
+    apt-get install -y dataset-fashion-mnist      # the IDX files, offline (docs/data.md)
     python -m jaxdl.run --config=configs/fashion_mnist_cnn.py --workdir runs/fashion_mnist
     jaxdl predict --workdir runs/fashion_mnist boot.png
 

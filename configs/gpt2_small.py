@@ -18,7 +18,7 @@ weights; batch 32 sequences per step (give 4 to each of 8 chips; raise with the 
 
 Result: not yet trained on an accelerator (none lent so far). On CPU,
 `python -m benchmarks.bench_sharding` compiles and runs its step under each 8-device mesh
-(README, Sharding); the single-device command is
+(docs/sharding.md; the whole path: docs/gpt2_small.md); the single-device command is
 `python -m jaxdl.run --config=configs/gpt2_small.py --workdir runs/gpt2_small`.
 """
 

@@ -12,7 +12,7 @@ command `python train.py config/train_shakespeare_char.py --device=cpu --compile
 Result: full-split validation loss 1.9106 (seed 0; nanoGPT itself 1.891-1.920 over five
 seeds) on a 2-core Xeon; `tests/test_transformer.py` checks it step for step against
 nanoGPT's train.py. jaxdl's default decoder recipe beats it in the same wall time
-(README, Transformers: the race).
+(docs/transformers.md, the race).
 """
 
 from jaxdl import recipes

@@ -8,7 +8,7 @@ residual branches), 5,000 iterations, AdamW lr 1e-3 (100 warmup steps, cosine to
 learned positions, LayerNorm, GELU; bfloat16 matmuls, as nanoGPT's autocast on a GPU.
 nanoGPT's README: val 1.4697 after about 3 minutes on one A100.
 
-Result: see README, "Mixed precision and accelerators: the GPU race"
+Result: see docs/accelerators.md, "the GPU race"
 (`python -m benchmarks.gpu_race`, which runs this config beside nanoGPT's PyTorch loop).
 On a CPU a step takes seconds: this config is for GPUs and TPUs.
 """

@@ -10,7 +10,7 @@ and embeddings as nanoGPT, none on the attention weights (so attention stays one
 kernel); 2,000 steps, 100 of warmup. Goal: full-split val <= 1.47 in at most half of
 nanoGPT's wall time on the same GPU.
 
-Result: see README, "Mixed precision and accelerators: the GPU race"
+Result: see docs/accelerators.md, "the GPU race"
 (`python -m benchmarks.gpu_race`).
 """
 

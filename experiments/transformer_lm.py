@@ -8,7 +8,7 @@ with rotary positions, RMSNorm, QK-norm, ReLU^2, an untied head and Muon, batch 
 steps). Measured here (2-core AMD EPYC, 2026-12-02, benchmarks/lm_race.py): full-split
 validation loss 1.7098 +- 0.0073 over three seeds in 110-123 s of training, where nanoGPT's
 recipe in PyTorch reaches 1.9120 in 149-155 s. nanoGPT's recipe itself:
-`--config=configs/nanogpt_shakespeare_char.py` (README, Transformers).
+`--config=configs/nanogpt_shakespeare_char.py` (docs/transformers.md).
 """
 
 from jaxdl import recipes, run

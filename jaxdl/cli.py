@@ -86,30 +86,27 @@ def sample(args) -> None:
         raise UserError(f"--num must be in [1, 100000], got {args.num}")
     if not 1 <= args.samples <= 4096:
         raise UserError(f"--samples must be in [1, 4096], got {args.samples}")
-    r = load_for(args.workdir, "samples", "sample")
-    if r.recipe.name != "text2img" and args.out is not None:
-        raise UserError(f"--out writes images; a {r.recipe.name} run prints text (redirect "
-                        "it with > FILE)")
-    if r.recipe.name == "text2img":
-        if args.out is not None and args.out.suffix.lower() != ".png":
-            raise UserError(f"--out {args.out} must name a .png file (the sample grid is a PNG)")
-        if args.num is not None and args.num > 1024:
-            raise UserError(f"--num {args.num} images is more than one grid holds; ask for "
-                            "at most 1024")
-    options = {k: getattr(args, k) for k in ("guidance", "steps", "sampler", "eta")
-               if getattr(args, k) is not None}
-    if options and r.recipe.name != "text2img":
-        raise UserError(f"--{next(iter(options))} applies to text-to-image runs only")
+    recipe = recipe_for(args.workdir, "samples", "sample")
+    options = {k: getattr(args, k) for k in SAMPLE_OPTIONS if getattr(args, k) is not None}
+    for key in options:
+        if key not in recipe.sample_options:
+            takes = ", ".join(f"--{k}" for k in recipe.sample_options) or "none of them"
+            raise UserError(f"--{key} does not apply to a {recipe.name} run (it takes "
+                            f"{takes}); " + ("it prints text: redirect it with > FILE"
+                                             if key == "out" else "leave it out"))
+    recipe.check_sample(args.num, **options)
+    out = options.pop("out", None)
     prompt = args.prompt
-    if r.recipe.batch_samples:
+    if recipe.batch_samples:
         options.update(samples=args.samples, as_json=args.json)
     elif args.samples != 1 or args.json or (prompt is not None and len(prompt) > 1):
         raise UserError(f"several --prompt, --samples and --json apply to language models; "
-                        f"a {r.recipe.name} run takes one --prompt")
+                        f"a {recipe.name} run takes one --prompt")
     else:
         prompt = None if prompt is None else prompt[0]
+    r = load_for(args.workdir, "samples", "sample")
     print(r.recipe.sample(r.config, r.task, r.data, r.state, prompt=prompt, num=args.num,
-                          seed=args.seed, out=args.out, **options))
+                          seed=args.seed, out=out, **options))
 
 
 def predict(args) -> None:
@@ -122,8 +119,9 @@ def predict(args) -> None:
             print(f"{row['file']}: {tops}")
 
 
-def load_for(workdir: Path, capability: str, command: str):
-    """The run of a workdir, refused before any restore when its family lacks `command`."""
+def recipe_for(workdir: Path, capability: str, command: str):
+    """The recipe of a workdir's run, refused when it lacks `capability` (`samples`,
+    `predicts`): the registry says which families have it."""
     from jaxdl import recipes, run
 
     _, recipe = run.recipe_of(workdir)
@@ -131,21 +129,27 @@ def load_for(workdir: Path, capability: str, command: str):
         applies = ", ".join(n for n, r in recipes.RECIPES.items() if getattr(r, capability))
         raise UserError(f"`jaxdl {command}` does not apply to {workdir}, a run of the "
                         f"{recipe.name} recipe; it applies to runs of {applies}")
+    return recipe
+
+
+def load_for(workdir: Path, capability: str, command: str):
+    """The run of a workdir, refused before any restore when its family lacks `command`."""
+    from jaxdl import run
+
+    recipe_for(workdir, capability, command)
     with contextlib.redirect_stdout(io.StringIO()):  # stdout: the answer alone (--json);
         return run.load(workdir)  # a checkpoint's notices (a fall-back, say) are on stderr
+
+
+SAMPLE_OPTIONS = ("out", "guidance", "steps", "sampler", "eta")  # a family's, if it takes them
 
 
 def _add(sub, name: str, text: str):
     return sub.add_parser(name, help=text, description=text)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["train"]:  # the runner's own parser: --config=FILE and overrides
-        from jaxdl import run
-
-        run.main(argv[1:])
-        return 0
+def parser() -> argparse.ArgumentParser:
+    """Every subcommand but `train`'s arguments (`train` takes the runner's: `jaxdl.config`)."""
     parser = _Parser(prog="jaxdl", description=__doc__.split("\n\n")[0],
                      epilog=__doc__.split("\n\n", 1)[1],
                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -194,7 +198,17 @@ def main(argv: list[str] | None = None) -> int:
                    help="text sources: characters or words")
     p.add_argument("--val_fraction", type=float, default=0.1,
                    help="text sources: the last fraction validates (the LMs' split)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["train"]:  # the runner's own parser: --config=FILE and overrides
+        from jaxdl import run
+
+        run.main(argv[1:])
+        return 0
+    args = parser().parse_args(argv)
     from jaxdl.train.noise import command_line_filters
 
     try:

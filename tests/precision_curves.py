@@ -1,5 +1,5 @@
 """Per-step train losses of a recipe in float32 and in bfloat16 from the same start, for
-tests/test_precision.py and the README's curves:
+tests/test_precision.py and the curves of docs/accelerators.md:
 
     .venv/bin/python -m tests.precision_curves   # prints the measured gaps
 """

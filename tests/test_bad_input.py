@@ -1,6 +1,6 @@
 """The bad-input catalogue: every item is one line that names the problem and the fix.
 
-One test (or parametrized case) per item, grouped as the README's table is:
+One test (or parametrized case) per item, grouped as the table of docs/reliability.md is:
 1 batch shape / dtype, 2 label range, 3 longer than the context, 4 too little text,
 5 missing / truncated / corrupt files, 6 unknown names and config, 7 checkpoints,
 8 unwritable workdir. Most checks call the function that raises (in process, fast); a few

@@ -100,3 +100,22 @@ def test_jaxdl_help_says_what_each_subcommand_does(command, needles, capsys):
     out = capsys.readouterr().out
     for needle in needles:
         assert needle in out, needle
+
+
+@pytest.mark.parametrize("recipe, args, message", [
+    ("decoder_lm", ["--out", "x.png"], "--out does not apply to a decoder_lm run (it takes "
+                                       "none of them); it prints text"),
+    ("seq2seq", ["--guidance", "3"], "--guidance does not apply to a seq2seq run"),
+    ("seq2seq", ["--samples", "2"], "a seq2seq run takes one --prompt"),
+    ("text2img", ["--out", "grid.jpg"], "--out grid.jpg must name a .png file"),
+    ("text2img", ["--num", "2000"], "--num 2000 images is more than one grid holds"),
+    ("image_classifier", [], "`jaxdl sample` does not apply"),
+])
+def test_sample_options_come_from_the_recipe_and_are_refused_before_any_restore(
+        tmp_path, capsys, recipe, args, message):
+    """The registry's capabilities (`samples`, `sample_options`, `check_sample`) decide,
+    from config.json alone: the workdir has no checkpoint to restore."""
+    (tmp_path / "config.json").write_text(json.dumps({"recipe": recipe}))
+    assert cli.main(["sample", "--workdir", str(tmp_path), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err

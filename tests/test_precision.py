@@ -108,7 +108,7 @@ def test_the_dtype_keys_reach_every_recipe_and_bad_values_are_named():
 
 
 # 200 steps from the same initialisation and batches. Under jax 0.12.0.1 on a 2-core AMD
-# EPYC with AVX-512 (2026-12-04; the README has the curves): means over 20-step windows
+# EPYC with AVX-512 (2026-12-04; docs/accelerators.md has the curves): means over 20-step windows
 # differ by at most 15.8% (CNN: its dropout 0.5 and augmentation draw the same numbers,
 # but rounding sends the two runs down different paths, so single windows wander) and
 # 0.35% (decoder LM, its default recipe at 2 layers of 64, batch 12); the means over the

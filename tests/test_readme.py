@@ -1,4 +1,4 @@
-"""The README's research-code snippet runs as written."""
+"""The research-code snippets of the README and of docs/sharding.md run as written."""
 
 import os
 import re
@@ -6,11 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
 
 
-def _snippet(heading: str) -> str:
-    text = README.read_text()
+def _snippet(heading: str, page: Path = README) -> str:
+    text = page.read_text()
     section = text[text.index(heading):]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
@@ -26,10 +27,10 @@ def test_train_step_snippet_runs(capsys):
 
 
 def test_scaling_snippet_runs_on_four_devices(tmp_path):
-    """The "Scaling and TPU VMs" snippet, as written, on 4 fake CPU devices (the device
-    count must be set before jax starts, hence a child process)."""
+    """docs/sharding.md's "One host, many devices" snippet, as written, on 4 fake CPU
+    devices (the device count must be set before jax starts, hence a child process)."""
     script = tmp_path / "snippet.py"
-    script.write_text(_snippet("### One host, many devices"))
+    script.write_text(_snippet("### One host, many devices", ROOT / "docs" / "sharding.md"))
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
            "JAX_PLATFORMS": "cpu"}
     out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,

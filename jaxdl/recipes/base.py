@@ -131,6 +131,7 @@ class Recipe:
     description = ""
     samples = False  # `jaxdl sample` applies
     batch_samples = False  # `jaxdl sample` takes several --prompt and --samples K
+    sample_options: tuple = ()  # `jaxdl sample`'s family flags it takes (text2img: --out, ...)
     predicts = False  # `jaxdl predict` applies (image classifiers)
     throughput_unit = "examples"  # what the loss's `count` counts, for results.json
 
@@ -198,6 +199,10 @@ class Recipe:
                writer) -> dict:
         """After training: figures, TensorBoard images/text, and results beyond `evaluate`."""
         return {}
+
+    def check_sample(self, num: int | None, **options) -> None:
+        """`jaxdl sample`'s values for this family (`options`: the `sample_options` given),
+        refused in one line before the run is restored."""
 
     def sample(self, config, task: Task, data, state, *, prompt, num, seed, out) -> str:
         raise UserError(f"`jaxdl sample` does not apply to a {self.name} run; "

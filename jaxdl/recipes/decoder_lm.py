@@ -5,7 +5,7 @@ Two recipes on the same data, model class and train step:
 - the default, jaxdl's own: rotary positions, RMSNorm, QK-norm, ReLU^2 MLP, untied
   head, zero-initialised output projections, logit soft-capping; Muon on the hidden
   matrices with AdamW on the rest, warmup then linear decay to zero. It was chosen by
-  `benchmarks/lm_sweep.py` at a fixed wall-clock budget (README, Transformers, ablation);
+  `benchmarks/lm_sweep.py` at a fixed wall-clock budget (docs/transformers.md, ablation);
 - `nanogpt_config()` (`--config=configs/nanogpt_shakespeare_char.py`): nanoGPT's
   documented CPU run of `shakespeare_char` (4 layers, 4 heads, 128 wide, context 64,
   batch 12, 2000 iterations, dropout 0, AdamW lr 1e-3 with 100 warmup steps and cosine
@@ -67,8 +67,8 @@ class DecoderLanguageModel(LanguageModel):
         Option("logit_softcap", 15.0, "tanh soft-cap of the logits; 0: off",
                Rule(0.0, 1e4, example=15.0)),
         shared("batch_size", 32),
-        shared("num_steps", 300, "~75% of the wall time nanoGPT's recipe needs (README: "
-               "the race)"),
+        shared("num_steps", 300, "~75% of the wall time nanoGPT's recipe needs "
+               "(docs/transformers.md: the race)"),
         shared("batches_per_epoch", 100),
         shared("optimizer", "muon", "muon (hidden matrices) + adamw (the rest) | adamw",
                Choice("muon", "adamw")),

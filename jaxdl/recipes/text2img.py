@@ -51,6 +51,7 @@ class TextToImageDiffusion(Recipe):
     description = "text-to-image diffusion (text encoder + UNet, classifier-free guidance)"
     throughput_unit = "images"
     samples = True
+    sample_options = ("out", "guidance", "steps", "sampler", "eta")
 
     model_options = ("remat", "attention_impl")
     options = (
@@ -243,6 +244,13 @@ class TextToImageDiffusion(Recipe):
                 "sampler": f"{config.eval_sampler} {config.eval_steps} steps, eta "
                            f"{config.eval_eta}, guidance {config.guidance}",
                 "evaluations": [evals[k] for k in sorted(evals)]}
+
+    def check_sample(self, num, *, out=None, **options) -> None:
+        if out is not None and out.suffix.lower() != ".png":
+            raise UserError(f"--out {out} must name a .png file (the sample grid is a PNG)")
+        if num is not None and num > 1024:
+            raise UserError(f"--num {num} images is more than one grid holds; ask for "
+                            "at most 1024")
 
     def sample(self, config, task, data, state, *, prompt, num, seed, out, guidance=None,
                steps=None, sampler=None, eta=None) -> str:

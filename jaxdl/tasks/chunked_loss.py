@@ -15,7 +15,7 @@ mesh's batch axes. Logits, softmax and the kernel's gradient accumulate in float
 matmuls take the head's compute dtype.
 
 `loss_impl`: `plain` (the logits, then optax's cross-entropy), `chunked` (this), `auto`
-(chunked where the batch's float32 logits would reach `AUTO_MIN_BYTES`; README, Mixed
+(chunked where the batch's float32 logits would reach `AUTO_MIN_BYTES`; docs/accelerators.md, Mixed
 precision and accelerators, has the measurements behind it).
 """
 

@@ -5,12 +5,12 @@ the backward passes: measured here, alone, at batch 64, train steps with only YN
 individual dots and reductions run 1.6x faster for MyNet (197 vs 120 img/s) and 1.25x
 for the diffusion UNet; the LMs are unchanged (switching YNNPACK off entirely would make
 the LSTM 1.7x slower). Eval and generation keep XLA's default, which is faster for
-inference (DESIGN, known traps; README, Benchmarks).
+inference (DESIGN, known traps; docs/benchmarks.md).
 
 On GPUs (and TPUs) a train step takes XLA's defaults: an option goes in
 `TRAIN_COMPILER_OPTIONS` only once it is measured faster there. The GPU candidates (Triton
 GEMMs off, for one) are timed by `benchmarks/accelerator.py` (`GPU_TRAIN_CANDIDATES`);
-none has been measured since it was written (README, Mixed precision and accelerators).
+none has been measured since it was written (docs/accelerators.md).
 """
 
 from collections.abc import Callable
