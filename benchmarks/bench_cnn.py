@@ -172,7 +172,7 @@ class JaxInfer(_Jax):
     def setup(self) -> dict:
         import jax.numpy as jnp
 
-        from jaxdl.train.report import make_logits_fn
+        from jaxdl.evaluators.classification import make_logits_fn
 
         model, self.state = self._model_and_state()
         self.logits_fn = make_logits_fn(model)  # what the recipe's evaluation runs

@@ -25,11 +25,11 @@ ROWS = (("in memory", "memory", {"threads": 0}),
 
 
 def run(quick: bool = False, say=print, log=None) -> dict:
-    from jaxdl.data import records, sources
+    from jaxdl.data import prepare, sources
     from jaxdl.data.loader import ArrayLoader
 
     with tempfile.TemporaryDirectory() as tmp:
-        records.prepare("mnist_5k", Path(tmp) / "mnist_5k")
+        prepare.prepare("mnist_5k", Path(tmp) / "mnist_5k")
         splits = {"memory": sources.resolve_image_dataset("mnist_5k", verbose=False),
                   "disk": sources.resolve_image_dataset(f"array_record:{tmp}/mnist_5k",
                                                         verbose=False)}

@@ -238,9 +238,9 @@ def _command(args) -> None:
     elif args.command == "predict":
         predict(args)
     elif args.command == "data":
-        from jaxdl.data import records
+        from jaxdl.data import prepare
 
-        meta = records.prepare(args.source, args.out, args.data_dir, level=args.level,
+        meta = prepare.prepare(args.source, args.out, args.data_dir, level=args.level,
                                val_fraction=args.val_fraction)
         splits = ", ".join(f"{n:,} {k}" for k, n in meta["splits"].items())
         key = "text_path" if meta["kind"] == "text" else "dataset"

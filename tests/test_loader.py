@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from jaxdl.data.loader import ArrayLoader, Position, StepLoader
+from jaxdl.data.loader import ArrayLoader, Position, StepLoader, WindowLoader
 from jaxdl.errors import UserError
 
 
@@ -73,3 +73,16 @@ def test_step_loader_cycles_through_shuffled_passes():
         np.testing.assert_array_equal(x, y)
     resumed = list(loader.epoch(1, 2))
     np.testing.assert_array_equal(resumed[0]["label"], expected[5])
+
+
+def test_each_loader_says_what_its_data_position_depends_on():
+    """The checkpoint records `data_position(step)` and refuses a resume where any of it
+    changed (jaxdl.train.checkpoint.check_data_position)."""
+    arrays = {"x": np.zeros((10, 2), np.float32), "label": np.zeros(10, np.int32)}
+    got = ArrayLoader(arrays, 4, seed=3).data_position(5)
+    assert got == {"epoch": 1, "batch": 2, "batches_per_epoch": 3, "batch_size": 4,
+                   "examples": 10, "seed": 3, "shuffle": True}
+    ids = np.arange(100, dtype=np.int32)
+    got = WindowLoader(ids, 4, 8, batches_per_epoch=5, seed=1).data_position(7)
+    assert got == {"epoch": 1, "batch": 2, "batches_per_epoch": 5, "batch_size": 4,
+                   "tokens": 100, "seq_len": 8, "seed": 1}

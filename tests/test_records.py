@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from jaxdl import cli
-from jaxdl.data import pipeline, records, sources
+from jaxdl.data import pipeline, prepare, records, sources
 from jaxdl.data.image_dataset import ImageDataset, Split
 from jaxdl.data.loader import ArrayLoader, StepLoader, WindowLoader
 from jaxdl.errors import UserError
@@ -129,7 +129,7 @@ def test_a_200k_record_dataset_trains_without_being_loaded_whole(tmp_path):
                             rng.integers(0, 10, n).astype(np.int32), 10, "noise",
                             tuple(map(str, range(10))), "random bytes")
 
-    records.write_split(tmp_path / "big", Split(part(200_000), part(1000)), "random bytes")
+    prepare.write_split(tmp_path / "big", Split(part(200_000), part(1000)), "random bytes")
     r = child_report([HERE / "records_child.py", tmp_path / "big", 20], timeout=300)
     assert r["images"] == 200_000 and r["image_bytes"] == 156_800_000
     assert len(r["losses"]) == 20 and all(np.isfinite(r["losses"]))

@@ -5,6 +5,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from jaxdl.errors import UserError
@@ -161,3 +162,14 @@ def test_gradient_accumulation_needs_equal_microbatches():
         jax.jit(step)(task.init_state(0), batch)
     with pytest.raises(UserError, match="grad_accum_steps must be >= 1"):
         make_train_step(task.loss_fn, task.model, grad_accum_steps=0)
+
+
+def test_a_dict_example_needs_its_input_key():
+    """train/ knows no family: no default input name ("image") is assumed."""
+    model = MLP((4, 2))
+    batch = {"x": jnp.zeros((1, 3)), "label": jnp.zeros((1,), jnp.int32)}
+    with pytest.raises(UserError, match="pass input_key= naming the model's input"):
+        create_train_state(model, optax.adam(1e-3), jax.random.PRNGKey(0), batch)
+    state = create_train_state(model, optax.adam(1e-3), jax.random.PRNGKey(0), batch,
+                               input_key="x")
+    assert sum(p.size for p in jax.tree.leaves(state.params)) == 3 * 4 + 4 + 4 * 2 + 2

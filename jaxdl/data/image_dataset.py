@@ -42,9 +42,7 @@ def _class_names(name: str, num_classes: int) -> tuple[str, ...]:
 
 def _array_like(images) -> bool:
     """A numpy array, or a `jaxdl.data.records.RecordArray` (images left on disk)."""
-    from jaxdl.data.records import RecordArray
-
-    return isinstance(images, np.ndarray | RecordArray)
+    return isinstance(images, np.ndarray) or getattr(images, "on_disk", False)
 
 
 @dataclasses.dataclass(frozen=True)

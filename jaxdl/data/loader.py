@@ -31,6 +31,12 @@ class Position:
     batch: int  # index of the next batch within the epoch
 
 
+def _position(loader, step: int) -> dict:
+    pos = loader.position(step)
+    return {"epoch": int(pos.epoch), "batch": int(pos.batch),
+            "batches_per_epoch": int(loader.batches_per_epoch)}
+
+
 class ArrayLoader:
     """Batches of a dict of equal-length numpy arrays, with a `mask` key added."""
 
@@ -68,6 +74,12 @@ class ArrayLoader:
     def position(self, step: int) -> Position:
         """Where a run that has taken `step` steps continues."""
         return Position(*divmod(int(step), self.batches_per_epoch))
+
+    def data_position(self, step: int) -> dict:
+        """What a checkpoint records of the data after `step` steps: the position and what
+        it depends on, so a resume with another batch size, dataset or seed is refused."""
+        return {**_position(self, step), "batch_size": self.batch_size, "examples": self.n,
+                "seed": self.seed, "shuffle": self.shuffle}
 
     def order(self, epoch: int) -> np.ndarray:
         if not self.shuffle:
@@ -121,9 +133,7 @@ class StepLoader(ArrayLoader):
 def _tokens(ids):
     """Token ids as an int32 array, or as they are when on disk (a `TokenArray`, indexed
     per batch)."""
-    from jaxdl.data.records import TokenArray
-
-    return ids if isinstance(ids, TokenArray) else np.asarray(ids, np.int32)
+    return ids if getattr(ids, "on_disk", False) else np.asarray(ids, np.int32)
 
 
 def _check_length(ids: np.ndarray, seq_len: int, what: str) -> None:
@@ -162,6 +172,11 @@ class WindowLoader:
 
     def position(self, step: int) -> Position:
         return Position(*divmod(int(step), self.batches_per_epoch))
+
+    def data_position(self, step: int) -> dict:
+        """As `ArrayLoader.data_position`, for a token stream."""
+        return {**_position(self, step), "batch_size": self.batch_size,
+                "tokens": len(self.ids), "seq_len": self.seq_len, "seed": self.seed}
 
     def starts(self, epoch: int, batch: int) -> np.ndarray:
         rng = np.random.default_rng([self.seed, epoch, batch])

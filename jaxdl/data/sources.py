@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxdl.data import tfds_source
+from jaxdl.data import records, tfds_source
 from jaxdl.data.idx import _how_to_get, _idx_dir_status, _read_maybe_gzip, load_idx_split, read_idx
 from jaxdl.data.image_dataset import (
     DIGIT_CLASS_NAMES,
@@ -267,8 +267,6 @@ def resolve_image_dataset(
     elif key.startswith("tfds:"):
         split = load_tfds_split(key[len("tfds:") :], root)
     elif raw.startswith("array_record:"):
-        from jaxdl.data import records
-
         split = records.load_split(raw[len("array_record:"):])
     elif key in ("mnist", "fashion_mnist"):
         found = _find_local(key, root)

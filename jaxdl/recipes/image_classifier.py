@@ -18,12 +18,12 @@ from jaxdl import plots
 from jaxdl.data import sources, transforms
 from jaxdl.data.loader import ArrayLoader
 from jaxdl.errors import UserError
+from jaxdl.evaluators.classification import classification_report, labels_of, logits_function
 from jaxdl.nn import MyNet
 from jaxdl.options import BOOL, Option, Rule, shared
 from jaxdl.recipes.base import Context, Recipe, Task
 from jaxdl.tasks import classify
 from jaxdl.train import make_optimizer
-from jaxdl.train.report import classification_report, labels_of, logits_function
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 

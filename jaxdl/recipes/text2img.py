@@ -12,7 +12,7 @@ held-out templates) is written to `samples.png` and scored. The final evaluation
   fraction that a ConvNet trained on the real training set (`<workdir>/classifier`, the
   shared step and its own checkpoints) assigns to the prompted class.
 - `classifier_fid`: Frechet distance between that ConvNet's penultimate (128-d) features of
-  the same generated images and of as many real test images (`jaxdl.fid`; not Inception).
+  the same generated images and of as many real test images (`jaxdl.evaluators.fid`; not Inception).
 """
 
 import math
@@ -21,10 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdl import fid, plots
+from jaxdl import plots
 from jaxdl.data import prompts, sources, transforms
 from jaxdl.data.loader import ArrayLoader
 from jaxdl.errors import UserError
+from jaxdl.evaluators import fid
 from jaxdl.nn import ConvNet
 from jaxdl.nn.text2img import TextToImage
 from jaxdl.nn.transformer import Encoder

@@ -273,23 +273,14 @@ def remove_unfinished(directory: Path) -> list[str]:
 
 
 def data_position(loader, step: int) -> dict:
-    """What `meta` records of the data: the position after `step` steps and what of the
-    loader it depends on (batches per epoch, batch size, examples or tokens, seed)."""
+    """What `meta` records of the data after `step` steps: the loader's own
+    `data_position(step)` (position, batch size, dataset size, seed: jaxdl.data.loader), or
+    for a loader without one, the position alone."""
+    if hasattr(loader, "data_position"):
+        return loader.data_position(step)
     pos = loader.position(step)
-    out = {"epoch": int(pos.epoch), "batch": int(pos.batch),
-           "batches_per_epoch": int(loader.batches_per_epoch)}
-    ids = getattr(loader, "ids", None)  # a token stream (WindowLoader)
-    for key, value in (("batch_size", getattr(loader, "batch_size", None)),
-                       ("examples", getattr(loader, "n", None)),
-                       ("tokens", None if ids is None else len(ids)),
-                       ("seq_len", getattr(loader, "seq_len", None)),
-                       ("seed", getattr(loader, "seed", None)),
-                       ("shuffle", getattr(loader, "shuffle", None))):
-        if isinstance(value, bool):
-            out[key] = value
-        elif isinstance(value, int | np.integer):
-            out[key] = int(value)
-    return out
+    return {"epoch": int(pos.epoch), "batch": int(pos.batch),
+            "batches_per_epoch": int(loader.batches_per_epoch)}
 
 
 def check_data_position(meta: dict, loader, step: int, directory) -> None:

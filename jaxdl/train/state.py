@@ -13,6 +13,8 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from jaxdl.errors import UserError
+
 
 class TrainState(struct.PyTreeNode):
     step: jax.Array
@@ -42,11 +44,12 @@ def create_train_state(
     rng: jax.Array,
     example_batch: Any,
     *,
-    input_key: str = "image",
+    input_key: str | None = None,
     ema_decay: float | None = None,
 ) -> TrainState:
-    """Initialise params from one example batch: a dict holding `input_key`, an array, or a
-    tuple of the model's positional inputs (e.g. `(src, tgt)` for an encoder-decoder).
+    """Initialise params from one example input: an array, a tuple of the model's positional
+    inputs (e.g. `(src, tgt)` for an encoder-decoder), or a batch dict with `input_key`
+    naming the model's input in it.
 
     Modules are initialised with `train=False` so no dropout rng is needed. Parameters
     declared with logical axis names (`nn.with_logical_partitioning`) are unboxed: the
@@ -68,7 +71,7 @@ def create_train_state(
     )
 
 
-def param_logical_specs(model: nn.Module, example_batch: Any, *, input_key: str = "image"):
+def param_logical_specs(model: nn.Module, example_batch: Any, *, input_key: str | None = None):
     """The params tree's logical axis names, one `PartitionSpec` of names per parameter
     (`PartitionSpec()` where a model declared none); shapes only, nothing computed."""
     boxed = jax.eval_shape(lambda: _init(model, jax.random.PRNGKey(0), example_batch,
@@ -78,6 +81,10 @@ def param_logical_specs(model: nn.Module, example_batch: Any, *, input_key: str 
 
 def _init(model, rng, example_batch, input_key):
     if isinstance(example_batch, dict):
+        if input_key not in example_batch:
+            raise UserError(f"the example batch is a dict (keys {', '.join(example_batch)}); "
+                            "pass input_key= naming the model's input in it, or pass the "
+                            "input array itself")
         inputs = (example_batch[input_key],)
     elif isinstance(example_batch, tuple):
         inputs = example_batch
