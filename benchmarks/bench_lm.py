@@ -115,9 +115,9 @@ class JaxTrainDataParallel(JaxTrain):
     as `--config.devices=0` trains): the batch of 12 split across the devices."""
 
     def _mesh(self):
-        from jaxdl.train import parallel
+        from jaxdl.train import make_mesh
 
-        return parallel.make_mesh()
+        return make_mesh()
 
 
 class JaxGenerate(_Jax):

@@ -65,7 +65,8 @@ def measure(meshes: dict, *, window: int, steps: int = 2, layers: int | None = N
     import numpy as np
 
     from jaxdl import recipes
-    from jaxdl.train import make_train_step, parallel, sharding
+    from jaxdl.train import make_mesh, make_train_step, parallel, sharding
+    from jaxdl.train.placement import Placement
 
     config = gpt2_config(**({"num_layers": layers} if layers else {}))
     recipe = recipes.get("decoder_lm")
@@ -79,8 +80,9 @@ def measure(meshes: dict, *, window: int, steps: int = 2, layers: int | None = N
            "batch": BATCH}
     budget = 0.6 * free_bytes()
     for name, (d, f, t) in meshes.items():
-        mesh = parallel.make_mesh(data=d, fsdp=f, tensor=t)
-        shardings = task.state_shardings(mesh)  # (data 8): every leaf whole on each device
+        mesh = make_mesh(data=d, fsdp=f, tensor=t)
+        shardings = Placement(mesh).state_shardings(  # (data 8): every leaf whole on each device
+            abstract, task.logical_specs())
         placed = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                               abstract, shardings)
         step = parallel.compile_sharded_train_step(
@@ -96,7 +98,7 @@ def measure(meshes: dict, *, window: int, steps: int = 2, layers: int | None = N
         need = 8 * (row["argument_bytes"] + row["temp_bytes"] + mem.output_size_in_bytes
                     - mem.alias_size_in_bytes)
         if steps and need < budget and (run_on is None or name in run_on):
-            state = task.init_state(0, shardings)
+            state = jax.jit(task.init, out_shardings=shardings)(jax.random.PRNGKey(0))
             host_batch = parallel.shard_batch(batch, mesh)
             times, losses = [], []
             for _ in range(steps):

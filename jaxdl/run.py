@@ -22,10 +22,11 @@ from jaxdl import recipes, storage
 from jaxdl.entry import run_experiment
 from jaxdl.nn import count_params
 from jaxdl.recipes.base import Context, steady_rate, steady_step_rate
-from jaxdl.train import flops, make_train_step, parallel, sharding
+from jaxdl.train import flops, make_train_step, sharding
 from jaxdl.train.checkpoint import restore_from_workdir
 from jaxdl.train.lock import WorkdirLock
 from jaxdl.train.loop import fit
+from jaxdl.train.placement import Placement
 from jaxdl.train.profile import parse_steps
 from jaxdl.train.writer import MetricWriter
 from jaxdl.workdir import load_config, save_config, write_json
@@ -36,34 +37,30 @@ def train(config, workdir) -> dict:
     workdir = Path(workdir)
     recipe = recipes.get(config.recipe)
     recipe.validate(config)  # every key's type and range, before any work
-    mesh = parallel.run_mesh(config.batch_size, devices=config.devices,  # before anything
-                             distributed=config.distributed, **config.mesh)  # touches a device
-    main = parallel.is_main_process()
+    placement = Placement.for_run(  # before anything touches a device
+        config.batch_size, devices=config.devices, distributed=config.distributed,
+        rules=config.logical_axis_rules, **config.mesh)
     data = recipe.load_data(config)  # may resolve `auto` keys: saved once training starts
     recipe.check(config, data)
     with WorkdirLock(workdir):  # before anything in the workdir is written or cleaned
-        return _train(config, workdir, recipe, mesh, data, main)
+        return _train(config, workdir, recipe, placement, data)
 
 
-def _train(config, workdir, recipe, mesh, data, main) -> dict:
+def _train(config, workdir, recipe, placement, data) -> dict:
+    main = placement.is_main
     task = recipe.build(config, data)
-    rules = sharding.rules_of(config.logical_axis_rules)
-    shardings = None  # None: replicated (data parallelism)
-    if mesh is not None and mesh.shape["fsdp"] * mesh.shape["tensor"] > 1:
-        shardings = task.state_shardings(mesh, rules)
-    state = task.init_state(config.seed, shardings)
+    state, shardings = placement.init_state(task.init, config.seed, task.logical_specs(),
+                                            jit=task.jit_init)
     n_params = count_params(state.params)
     if main:
         print(f"{type(task.model).__name__}: {n_params:,} parameters.")
-    state, step, fit_kw = parallel.place_training(
+    state, step, fit_kw = placement.train(
         state, make_train_step(task.loss_fn, task.model, preprocess=task.preprocess,
-                               grad_accum_steps=config.grad_accum_steps), mesh,
-        shardings=shardings, rules=rules)
-    loader = recipe.train_loader(config, data, **parallel.process_shard())
-    if hasattr(loader, "pipeline"):  # where its batches are built (jaxdl.data.pipeline)
-        loader.pipeline.update(threads=config.data_threads,
-                               workers=config.data_workers)
-    ctx = Context(mesh=mesh, workdir=workdir, is_main=main, rules=rules)
+                               grad_accum_steps=config.grad_accum_steps), shardings)
+    loader = recipe.train_loader(config, data, **placement.shard,
+                                 pipeline={"threads": config.data_threads,
+                                           "workers": config.data_workers})
+    ctx = Context(placement=placement, workdir=workdir, is_main=main)
     evaluators = recipe.evaluators(config, task, data, ctx)
     t0 = time.perf_counter()
     state, history = fit(state, step, loader, workdir=workdir, evaluators=evaluators,
@@ -88,13 +85,13 @@ def _train(config, workdir, recipe, mesh, data, main) -> dict:
         writer.close()
     results = {"recipe": recipe.name, "device_kind": jax.devices()[0].device_kind,
                "device": str(jax.devices()[0].device_kind),
-               "num_devices": 1 if mesh is None else int(mesh.devices.size),
+               "num_devices": placement.num_devices,
                "train_seconds": train_seconds, "throughput": steady_rate(history),
                "throughput_unit": f"{recipe.throughput_unit}/s",
                "num_params": n_params, "step": final_step,
-               "mesh": {"data": 1, "fsdp": 1, "tensor": 1} if mesh is None else {
-                   k: int(v) for k, v in mesh.shape.items()}, **sharding.state_bytes(state),
-               **step_cost(task, config, state, loader, history, mesh), **metrics, **extra}
+               "mesh": placement.axis_sizes, **sharding.state_bytes(state),
+               **step_cost(task, config, state, loader, history, placement.mesh),
+               **metrics, **extra}
     if main:
         write_json(workdir / "results.json", results)
         print(f"Wrote {workdir / 'results.json'}")

@@ -15,7 +15,8 @@ import os
 import sys
 import time
 
-from jaxdl.train import parallel
+from jaxdl.train import initialize_distributed
+from jaxdl.train.placement import Placement
 
 STEPS = 8
 TINY = {"num_layers": 2, "dim": 64, "num_heads": 4, "seq_len": 16, "batch_size": 16,
@@ -25,7 +26,7 @@ TINY = {"num_layers": 2, "dim": 64, "num_heads": 4, "seq_len": 16, "batch_size":
 
 
 def pausing(place_training):
-    """The runner's `place_training`, its step wrapped to print (and maybe pause)."""
+    """The runner's `Placement.train`, its step wrapped to print (and maybe pause)."""
     pause_at = int(os.environ.get("FSDP_CHILD_PAUSE_AT", "-1"))
 
     def place(*args, **kwargs):
@@ -44,12 +45,12 @@ def pausing(place_training):
 
 
 def main(workdir: str) -> None:
-    assert parallel.initialize_distributed(
+    assert initialize_distributed(
         coordinator_bind_address=os.environ["FSDP_CHILD_BIND"], initialization_timeout=60)
     from jaxdl import recipes, run
     from jaxdl.config import apply_overrides
 
-    run.parallel.place_training = pausing(parallel.place_training)
+    Placement.train = pausing(Placement.train)
     config = apply_overrides(recipes.get("decoder_lm").get_config(),
                              {k: repr(v) for k, v in TINY.items()})
     results = run.train(config, workdir)

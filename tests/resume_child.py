@@ -34,7 +34,8 @@ from jaxdl.nn import MLP
 from jaxdl.nn.precision import dtype_of, with_dtype
 from jaxdl.tasks import classify
 from jaxdl.train import create_train_state, make_optimizer, make_train_step
-from jaxdl.train.loop import compile_step, fit
+from jaxdl.train.compile import compile_step
+from jaxdl.train.loop import fit
 from jaxdl.train.optim import with_state_dtype
 
 LOSS = functools.partial(classify.softmax_cross_entropy, input_key="x")

@@ -15,9 +15,10 @@ import jax
 import numpy as np
 
 from jaxdl import recipes
-from jaxdl.train import make_train_step, parallel, sharding
+from jaxdl.train import make_mesh, make_train_step, parallel, sharding
 from jaxdl.train.checkpoint import Checkpointer
 from jaxdl.train.compile import compile_step
+from jaxdl.train.placement import Placement
 
 STEPS = 5
 ONLY = None  # a debugging knob: the recipes to run (None: all)
@@ -66,7 +67,7 @@ def train(task, batches, mesh=None, accum=1, follow=None):
         step, put = compile_step(fn), (lambda b: b)
     else:
         state, step, kw = parallel.place_training(state, fn, mesh,
-                                                  shardings=task.state_shardings(mesh))
+                                                  shardings=shardings_of(task, mesh))
         put = kw["put_batch"]
     losses, states, diff = [], [jax.device_get(state)], 0.0
     for i, b in enumerate(batches):
@@ -112,6 +113,10 @@ def template(task, shardings):
                         abstract, shardings)
 
 
+def shardings_of(task, mesh):
+    return Placement(mesh).state_shardings(task.abstract_state(), task.logical_specs())
+
+
 def same_bits(a, b) -> bool:
     return all(np.array_equal(np.asarray(x), np.asarray(y)) and x.dtype == y.dtype
                for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
@@ -121,9 +126,9 @@ def restore_across_meshes(task, state, root: Path) -> dict:
     """Save the FSDP-8 state; restore it onto other meshes and one device; save the
     one-device copy and restore that onto FSDP-8 again. True where bitwise equal."""
     want = jax.device_get(state)
-    targets = {"data8": parallel.replicated(parallel.make_mesh()),
-               "data2_fsdp2_tensor2": task.state_shardings(
-                   parallel.make_mesh(data=2, fsdp=2, tensor=2)),
+    targets = {"data8": parallel.replicated(make_mesh()),
+               "data2_fsdp2_tensor2": shardings_of(
+                   task, make_mesh(data=2, fsdp=2, tensor=2)),
                "one_device": jax.sharding.SingleDeviceSharding(jax.devices()[0])}
     ckpt = Checkpointer(root / "fsdp8")
     ckpt.save(5, state, {})
@@ -138,7 +143,7 @@ def restore_across_meshes(task, state, root: Path) -> dict:
     back = Checkpointer(root / "one")
     back.save(5, single, {})
     back.wait()
-    fsdp8 = task.state_shardings(parallel.make_mesh(fsdp=8))
+    fsdp8 = shardings_of(task, make_mesh(fsdp=8))
     restored, _, _ = back.restore_latest(template(task, fsdp8))
     back.close()
     out["one_device_to_fsdp8"] = same_bits(restored, want) and all(
@@ -155,7 +160,7 @@ def with_options(recipe, tiny, data, todo) -> dict:
     config.update({**tiny, "dtype": "bfloat16", "remat": "block"})
     task = recipe.build(config, data)
     _, one_losses, follow, _ = train(task, todo, accum=2)
-    _, losses, _, diff = train(task, todo, parallel.make_mesh(data=2, fsdp=2, tensor=2),
+    _, losses, _, diff = train(task, todo, make_mesh(data=2, fsdp=2, tensor=2),
                                accum=2, follow=follow)
     return {"decoder_lm_options/one": {"losses": one_losses},
             "decoder_lm_options/data2_fsdp2_tensor2": {"losses": losses,
@@ -179,7 +184,7 @@ def main(root: Path) -> None:
         for mesh_name, (d, f, t) in MESHES.items():
             if mesh_name not in MESHES_OF.get(name, MESHES):
                 continue
-            mesh = parallel.make_mesh(data=d, fsdp=f, tensor=t)
+            mesh = make_mesh(data=d, fsdp=f, tensor=t)
             state, losses, _, diff = train(task, todo, mesh, follow=follow)
             entry = {"losses": losses, "update_diff": diff}
             if mesh_name == "fsdp8":

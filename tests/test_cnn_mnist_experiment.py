@@ -12,7 +12,7 @@ from PIL import Image
 from experiments import cnn_mnist
 from jaxdl import cli
 from jaxdl.config import apply_overrides
-from jaxdl.data import sources
+from jaxdl.data.synthetic import synthetic_split
 from tests.workdir_checks import check_event_files, check_info_and_eval, check_png
 
 
@@ -95,7 +95,7 @@ def test_workdir_serves_info_eval_and_event_files(tiny_run, capsys):
 
 def test_jaxdl_predict_top3_for_image_files_of_any_size(tiny_run, tmp_path, capsys):
     workdir = tiny_run[0]
-    test = sources.synthetic_split().test
+    test = synthetic_split().test
     small = tmp_path / "digit.png"
     Image.fromarray(test.images[0, ..., 0]).save(small)
     big = tmp_path / "big.jpg"  # RGB, another size: through the same test transform

@@ -266,3 +266,26 @@ def test_the_readme_is_a_first_page():
     for needle in ("make train", "make test", "jax[cuda13]", "jax[tpu]", "## Results",
                    "## Use the train step in your code", "## Where next"):
         assert needle in text, needle
+
+
+def test_the_public_api_is_listed_and_has_one_home():
+    """docs/recipes.md lists every export of jaxdl.train and jaxdl.nn, and no module but a
+    package's __init__ re-exports a jaxdl name in its __all__."""
+    import importlib
+    import pkgutil
+
+    import jaxdl
+    import jaxdl.nn
+    import jaxdl.train
+
+    page = (ROOT / "docs" / "recipes.md").read_text()
+    api = page[page.index("## The public API"):]
+    for name in (*jaxdl.train.__all__, *jaxdl.nn.__all__):
+        assert f"`{name}`" in api, name
+    for info in pkgutil.walk_packages(jaxdl.__path__, "jaxdl."):
+        if info.ispkg:
+            continue
+        module = importlib.import_module(info.name)
+        for name in getattr(module, "__all__", ()):
+            home = getattr(getattr(module, name), "__module__", info.name) or info.name
+            assert not home.startswith("jaxdl") or home == info.name, (info.name, name, home)

@@ -12,7 +12,8 @@ from jaxdl.data.loader import ArrayLoader
 from jaxdl.nn import MLP, ConvNet
 from jaxdl.tasks import classify
 from jaxdl.train import create_train_state, make_eval_step, make_optimizer, make_train_step
-from jaxdl.train.loop import compile_step, evaluate, fit
+from jaxdl.train.compile import compile_step
+from jaxdl.train.loop import evaluate, fit
 
 LOSS = functools.partial(classify.softmax_cross_entropy, input_key="x")
 

@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxdl.train as par  # the public API: jaxdl.train's exports
 from jaxdl.data import sources, transforms
 from jaxdl.data import text as textdata
 from jaxdl.data.loader import ArrayLoader, WindowLoader
@@ -50,9 +51,9 @@ from jaxdl.train import (
     make_optimizer,
     make_train_step,
 )
-from jaxdl.train import parallel as par
 from jaxdl.train.checkpoint import Checkpointer
-from jaxdl.train.loop import compile_step, fit, train_compiler_options
+from jaxdl.train.compile import compile_step, train_compiler_options
+from jaxdl.train.loop import fit
 from tests.processes import Processes, cpu_env
 
 HERE = Path(__file__).resolve()

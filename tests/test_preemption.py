@@ -28,7 +28,9 @@ from jaxdl.nn import MLP
 from jaxdl.tasks import classify
 from jaxdl.train import create_train_state, make_optimizer, make_train_step
 from jaxdl.train.checkpoint import Checkpointer, restore_from_workdir
-from jaxdl.train.loop import NonFiniteLoss, compile_step, fit
+from jaxdl.train.compile import compile_step
+from jaxdl.train.guards import NonFiniteLoss
+from jaxdl.train.loop import fit
 
 CHILD = Path(__file__).with_name("resume_child.py")
 STEPS = 24  # 3 epochs of 7 batches and 3 steps into the 4th

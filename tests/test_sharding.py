@@ -14,7 +14,8 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from jaxdl.errors import UserError
-from jaxdl.train import parallel, sharding
+from jaxdl.train import sharding
+from jaxdl.train.mesh import mesh_shape
 from tests.processes import Processes, child_report
 
 HERE = Path(__file__).resolve().parent
@@ -148,8 +149,8 @@ def test_gpt2_small_runs_under_fsdp8_in_an_eighth_of_the_state_and_under_half_th
 ])
 def test_a_mesh_that_does_not_fit_the_devices_is_one_line(sizes, n, message):
     with pytest.raises(UserError, match=message.replace("?", r"\?")):
-        parallel.mesh_shape(n, *sizes)
-    assert parallel.mesh_shape(8, -1, 4, 1) == (2, 4, 1)
+        mesh_shape(n, *sizes)
+    assert mesh_shape(8, -1, 4, 1) == (2, 4, 1)
 
 
 class _Mesh:  # what the rules read of a mesh: its axis sizes

@@ -42,7 +42,7 @@ class ArrayLoader:
 
     def __init__(self, arrays: Mapping[str, np.ndarray], batch_size: int, *, shuffle: bool = True,
                  seed: int = 0, drop_last: bool = False, process_index: int = 0,
-                 process_count: int = 1):
+                 process_count: int = 1, pipeline: dict | None = None):
         lengths = {k: len(v) for k, v in arrays.items()}
         if not lengths or len(set(lengths.values())) != 1:
             raise UserError(f"loader arrays must be non-empty and equally long, got {lengths}")
@@ -59,7 +59,8 @@ class ArrayLoader:
         self.batch_size = batch_size
         self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
         self.process_index, self.process_count = process_index, process_count
-        self.pipeline = dict(PIPELINE)  # where batches are built (jaxdl.data.pipeline)
+        # where batches are built: threads, workers, prefetch (jaxdl.data.pipeline)
+        self.pipeline = {**PIPELINE, **(pipeline or {})}
 
     @property
     def batches_per_pass(self) -> int:
@@ -156,7 +157,7 @@ class WindowLoader:
 
     def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, *,
                  batches_per_epoch: int = 100, seed: int = 0, process_index: int = 0,
-                 process_count: int = 1):
+                 process_count: int = 1, pipeline: dict | None = None):
         self.ids = _tokens(ids)
         _check_length(self.ids, seq_len, "training text")
         if batch_size <= 0 or batch_size % process_count:
@@ -168,7 +169,7 @@ class WindowLoader:
         self.batches_per_epoch = batches_per_epoch
         self.process_index, self.process_count = process_index, process_count
         self._offsets = np.arange(seq_len + 1)
-        self.pipeline = dict(PIPELINE)
+        self.pipeline = {**PIPELINE, **(pipeline or {})}
 
     def position(self, step: int) -> Position:
         return Position(*divmod(int(step), self.batches_per_epoch))

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxdl.data import records, tfds_source
-from jaxdl.data.idx import _how_to_get, _idx_dir_status, _read_maybe_gzip, load_idx_split, read_idx
+from jaxdl.data.idx import _how_to_get, _idx_dir_status, _read_maybe_gzip, load_idx_split
 from jaxdl.data.image_dataset import (
     DIGIT_CLASS_NAMES,
     FASHION_MNIST_CLASS_NAMES,
@@ -48,16 +48,11 @@ __all__ = [
     "FASHION_MNIST_IDX_DIRS",
     "KNOWN_DATASETS",
     "MNIST_IDX_DIRS",
-    "ImageDataset",
-    "Split",
     "load_csv_digits",
-    "load_idx_split",
     "load_tfds_split",
     "mnist_5k_split",
     "mnist_available",
-    "read_idx",
     "resolve_image_dataset",
-    "synthetic_split",
 ]
 
 # --------------------------------------------------------------------------- constants

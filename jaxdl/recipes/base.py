@@ -17,9 +17,9 @@ from jaxdl.data.loader import ArrayLoader
 from jaxdl.errors import UserError
 from jaxdl.nn.fields import with_fields
 from jaxdl.nn.precision import dtype_of
-from jaxdl.train import create_train_state, make_eval_step, parallel, sharding
-from jaxdl.train.compile import compile_eval
+from jaxdl.train import create_train_state, make_eval_step
 from jaxdl.train.optim import with_state_dtype
+from jaxdl.train.placement import Placement
 from jaxdl.train.state import param_logical_specs
 
 
@@ -47,74 +47,45 @@ class Task:
     jit_init: bool = False  # initialise in one compiled call (big models) or op by op
     extra: dict = dataclasses.field(default_factory=dict)  # family specifics (vocab, ...)
 
-    def _init(self, rng):
+    def init(self, rng):
+        """The fresh state `rng` draws (`jaxdl.train.placement.Placement.init_state` places
+        it on a mesh)."""
         return create_train_state(self.model, self.tx, rng, self.example,
                                   ema_decay=self.ema_decay)
 
-    def init_state(self, seed: int, shardings=None):
-        """The initial state; with `shardings` (`state_shardings`) it is created in one
-        compiled call directly in its shards, never whole on one device (FSDP)."""
-        rng = jax.random.PRNGKey(seed)
-        if shardings is not None:
-            return jax.jit(self._init, out_shardings=shardings)(rng)
-        return jax.jit(self._init)(rng) if self.jit_init else self._init(rng)
+    def init_state(self, seed: int):
+        """The initial state on one device (on a mesh: `Placement.init_state`)."""
+        return Placement().init_state(self.init, seed, jit=self.jit_init)[0]
 
     def abstract_state(self, seed: int = 0):
         """Shapes and dtypes only: the template a restore needs, nothing computed."""
-        return jax.eval_shape(self._init, jax.random.PRNGKey(seed))
+        return jax.eval_shape(self.init, jax.random.PRNGKey(seed))
 
-    def state_shardings(self, mesh, rules=sharding.LOGICAL_AXIS_RULES):
-        """A `NamedSharding` per state leaf on `mesh` from the model's logical axis names
-        (`jaxdl.train.sharding`): FSDP along `fsdp`, tensor parallelism along `tensor`."""
-        return sharding.state_shardings(self.abstract_state(), param_logical_specs(
-            self.model, self.example), mesh, rules)
+    def logical_specs(self):
+        """The parameters' logical axis names (`jaxdl.nn.sharding`), for `Placement`."""
+        return param_logical_specs(self.model, self.example)
 
 
 @dataclasses.dataclass
 class Context:
-    """Where the runner's evaluators run: the mesh (or None), the workdir, who writes."""
-    mesh: Any = None
+    """What the runner hands the recipe's evaluators: where the run lives (`placement`:
+    the mesh, compiled evaluation, batch placement), its workdir, and who writes."""
+    placement: Placement = dataclasses.field(default_factory=Placement)
     workdir: Any = None  # the run's workdir (Path)
     is_main: bool = True
     verbose: bool = True
     figures: bool = True  # write figures into the workdir (training: yes; `jaxdl eval`: no)
-    rules: Any = sharding.LOGICAL_AXIS_RULES  # places activation constraints on the mesh
-
-    def put_batch(self, batch):
-        return batch if self.mesh is None else parallel.shard_batch(batch, self.mesh)
-
-    def compile_eval(self, fn: Callable) -> Callable:
-        """`fn(state, batch) -> out` jitted for this context's mesh (XLA's eval options)."""
-        if self.mesh is None:
-            return compile_eval(fn)
-        return parallel.compile_sharded_eval_step(fn, self.mesh, rules=self.rules)
 
     def eval_step(self, task: Task, **kw) -> Callable:
-        return self.compile_eval(make_eval_step(task.loss_fn, task.model,
-                                                preprocess=task.preprocess, **kw))
-
-    def local(self, tree):
-        """The whole of `tree` on this process's first device, for what runs per process
-        (generation, figures). Arrays split across processes (FSDP over hosts) are
-        gathered, so every process calls this, also where only process 0 draws."""
-        return tree if self.mesh is None else parallel.local_copy(tree)
-
-    @property
-    def shard(self) -> dict:
-        """An eval loader's keywords: on a mesh each process loads its slice of a batch."""
-        return {} if self.mesh is None else parallel.process_shard()
+        """The task's eval step, compiled for the placement."""
+        return self.placement.compile_eval(make_eval_step(task.loss_fn, task.model,
+                                                          preprocess=task.preprocess, **kw))
 
     def eval_loader(self, arrays: dict, batch_size: int) -> "ArrayLoader":
         """One unshuffled pass over `arrays` in batches that split over the mesh."""
         n = len(next(iter(arrays.values())))
-        return ArrayLoader(arrays, self.eval_batch_size(batch_size, n), shuffle=False,
-                           **self.shard)
-
-    def eval_batch_size(self, size: int, n: int) -> int:
-        """At most `n` (no batch larger than the split) and a multiple of the devices."""
-        k = 1 if self.mesh is None else self.mesh.devices.size
-        size = max(min(size, n), 1)
-        return -(-size // k) * k
+        return ArrayLoader(arrays, self.placement.eval_batch_size(batch_size, n),
+                           shuffle=False, **self.placement.shard)
 
     def say(self, text: str) -> None:
         """Print from process 0 (through tqdm, so a running progress bar stays whole)."""
@@ -177,7 +148,9 @@ class Recipe:
     def build_task(self, config, data) -> Task:
         raise NotImplementedError
 
-    def train_loader(self, config, data, *, process_index: int = 0, process_count: int = 1):
+    def train_loader(self, config, data, **loader_kw):
+        """The training batches; `loader_kw` (`process_index`, `process_count`, `pipeline`)
+        go to the loader as they are (`jaxdl.data.loader`)."""
         raise NotImplementedError
 
     def training_length(self, config) -> dict:

@@ -110,7 +110,7 @@ class DecoderLanguageModel(LanguageModel):
         n = count_params(state.params)
         out.update(params=n, epochs=history[-1]["epoch"] if history else 0,
                    ms_per_step=1000 / max(steady_step_rate(history), 1e-9),
-                   mfu_6n=mfu_6n(config, n, out["tokens_per_second"], ctx.mesh))
+                   mfu_6n=mfu_6n(config, n, out["tokens_per_second"], ctx.placement.mesh))
         return out
 
 

@@ -84,13 +84,13 @@ class ImageClassifier(Recipe):
         test = data.test
         loader = ctx.eval_loader({"image": test.images, "label": test.labels},
                                  config.eval_batch_size)
-        logits_fn = ctx.compile_eval(logits_function(task.model, task.preprocess))
-        labels_fn = None if ctx.mesh is None else ctx.compile_eval(labels_of)
+        logits_fn = ctx.placement.compile_eval(logits_function(task.model, task.preprocess))
+        labels_fn = None if ctx.placement.mesh is None else ctx.placement.compile_eval(labels_of)
         return classification_report(logits_fn, state, loader, num_classes=test.num_classes,
                                      class_names=test.class_names,
                                      workdir=ctx.workdir if ctx.figures and ctx.is_main else None,
                                      verbose=ctx.is_main and ctx.verbose,
-                                     put_batch=ctx.put_batch, labels_fn=labels_fn)
+                                     put_batch=ctx.placement.put_batch, labels_fn=labels_fn)
 
     def report(self, config, task, data, state, history, ctx, writer) -> dict:
         if ctx.figures and ctx.is_main:

@@ -98,7 +98,7 @@ class LanguageModel(Recipe):
     def val_metrics(self, config, task, data, state, ctx) -> dict:
         return language.lm_metrics(evaluate(ctx.eval_step(task), state,
                                             self.val_loader(config, data, ctx),
-                                            put_batch=ctx.put_batch))
+                                            put_batch=ctx.placement.put_batch))
 
     def evaluators(self, config, task, data, ctx) -> list:
         from jaxdl.train.loop import Evaluator
@@ -153,7 +153,7 @@ class LanguageModel(Recipe):
         val = self.val_metrics(config, task, data, state, ctx)
         ctx.say(f"Validation: loss {val['loss']:.4f} nats/token, {val['bits_per_token']:.3f} "
                 f"bits/token, perplexity {val['perplexity']:.2f}")
-        params = ctx.local(state.params)  # generation runs on one device per process
+        params = ctx.placement.local(state.params)  # generation runs on one device per process
         sample = self.continuation(config, task, data, params, config.prompt,
                                    config.sample_tokens, config.seed + 1)
         unit = "characters" if data.level == "char" else "tokens"

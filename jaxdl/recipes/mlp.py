@@ -67,7 +67,7 @@ class TabularMLP(Recipe):
 
     def evaluate(self, config, task, data, state, ctx) -> dict:
         loader = ctx.eval_loader(data["test"], config.eval_batch_size)
-        m = evaluate(ctx.eval_step(task), state, loader, put_batch=ctx.put_batch)
+        m = evaluate(ctx.eval_step(task), state, loader, put_batch=ctx.placement.put_batch)
         out = {"test_loss": m["loss"]}
         if data["kind"] == "regression":  # in the target's own units
             s = data["y_std"]

@@ -97,8 +97,8 @@ class DateTranslation(Recipe):
         test = data["test"]
         loader = ctx.eval_loader({"src": test["src"], "tgt": test["tgt"]},
                                  config.eval_batch_size)
-        m = evaluate(ctx.eval_step(task), state, loader, put_batch=ctx.put_batch)
-        decoded = self.translate(config, task, data, ctx.local(state.params), test["src"])
+        m = evaluate(ctx.eval_step(task), state, loader, put_batch=ctx.placement.put_batch)
+        decoded = self.translate(config, task, data, ctx.placement.local(state.params), test["src"])
         hits = np.array([d == t for d, t in zip(decoded, test["date"], strict=True)])
         vocab = data["vocab"]
         for i in range(min(5, len(decoded))):
@@ -112,7 +112,7 @@ class DateTranslation(Recipe):
                                            for f in np.unique(test["fmt"])}}
 
     def report(self, config, task, data, state, history, ctx, writer) -> dict:
-        params = ctx.local(state.params) if ctx.figures else None  # every process
+        params = ctx.placement.local(state.params) if ctx.figures else None  # every process
         if ctx.figures and ctx.is_main:
             decoded = self.translate(config, task, data, params, data["test"]["src"][:1])
             attention_map(task.model, params, data["test"], data["vocab"], decoded,

@@ -176,7 +176,7 @@ class TextToImageDiffusion(Recipe):
         names = class_names(prompts.class_phrases(tokenizer.prompt_set))
 
         def grid(state, step, writer):
-            images = generate(sample_fn, ctx.local(state.ema_params), grid_tokens,
+            images = generate(sample_fn, ctx.placement.local(state.ema_params), grid_tokens,
                               jax.random.PRNGKey(config.seed), config.guidance, batch)
             acc = float(np.mean(fid.features(feature_fn, variables, images)[0].argmax(-1)
                                 == grid_labels))
@@ -198,7 +198,7 @@ class TextToImageDiffusion(Recipe):
         names = class_names(prompts.class_phrases(tokenizer.prompt_set))
         n = config.fid_samples
         tokens, labels = eval_prompts(tokenizer, n)
-        images = generate(self.sampler(config, task), ctx.local(state.ema_params), tokens,
+        images = generate(self.sampler(config, task), ctx.placement.local(state.ema_params), tokens,
                           jax.random.PRNGKey(config.seed + 1), config.guidance,
                           train.num_classes * config.grid_per_class)
         gen_logits, gen_feats = fid.features(feature_fn, variables, images)
@@ -221,7 +221,7 @@ class TextToImageDiffusion(Recipe):
             m = config.test_loss_images
             loader = ctx.eval_loader({"image": test.images[:m], "label": test.labels[:m]}, 500)
             out["test_loss"] = evaluate(ctx.eval_step(task, use_ema=True), state, loader,
-                                        put_batch=ctx.put_batch)["loss"]
+                                        put_batch=ctx.placement.put_batch)["loss"]
         ctx.say(f"prompt accuracy (held-out templates, {len(images)} images): "
                 f"{100 * out['prompt_accuracy']:.2f}%; classifier FID "
                 f"{out['classifier_fid']:.2f} (real train vs test: "

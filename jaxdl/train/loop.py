@@ -41,15 +41,13 @@ from tqdm.auto import tqdm
 from jaxdl import storage
 from jaxdl.errors import UserError
 from jaxdl.train.checkpoint import Checkpointer, check_data_position, data_position
-from jaxdl.train.compile import compile_step, train_compiler_options
-from jaxdl.train.guards import FiniteGuard, NonFiniteLoss, Preempted, PreemptionWatch
+from jaxdl.train.guards import FiniteGuard, Preempted, PreemptionWatch
 from jaxdl.train.lock import WorkdirLock
 from jaxdl.train.profile import StepProfiler
 from jaxdl.train.step import reduce_metrics
 from jaxdl.train.writer import MetricWriter
 
-__all__ = ["Evaluator", "NonFiniteLoss", "Preempted", "compile_step", "evaluate", "fit",
-           "predict", "train_compiler_options"]
+__all__ = ["Evaluator", "evaluate", "fit", "predict"]
 LOG_EVERY = 50  # default steps between logged scalar rows
 
 

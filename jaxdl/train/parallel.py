@@ -40,29 +40,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxdl.errors import UserError
 from jaxdl.nn.sharding import activation_sharding
-from jaxdl.train.mesh import (  # noqa: F401  (the mesh, multi-host: jaxdl.train.mesh)
-    BATCH_AXES,
-    DATA,
-    FSDP,
-    MESH_AXES,
-    TENSOR,
-    batch_shards,
-    check_batch_size,
-    initialize_distributed,
-    is_main_process,
-    make_mesh,
-    mesh_shape,
-    process_shard,
-    run_mesh,
-)
-from jaxdl.train.pmap import (  # noqa: F401  (the pmap wrappers: jaxdl.train.pmap)
-    PMAP_AXIS,
-    pmap_eval_step,
-    pmap_train_step,
-    replicate_for_pmap,
-    split_for_pmap,
-    unreplicate,
-)
+from jaxdl.train.mesh import BATCH_AXES, check_batch_size
 from jaxdl.train.sharding import LOGICAL_AXIS_RULES
 
 

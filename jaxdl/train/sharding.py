@@ -1,6 +1,6 @@
 """Sharded train state: logical axis names -> mesh axes, for FSDP and tensor parallelism.
 
-The mesh has three axes (`jaxdl.train.parallel.make_mesh`):
+The mesh has three axes (`jaxdl.train.mesh.make_mesh`):
 
     data    the batch is split over it; the state is replicated along it (spans hosts)
     fsdp    the batch is split over it too, and every large parameter and its optimizer
