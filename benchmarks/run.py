@@ -28,6 +28,7 @@ from benchmarks import (
     bench_lm,
     bench_precision,
     bench_sharding,
+    hf_export_check,
     lm_race,
     optim_vs_torch,
 )
@@ -156,7 +157,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="jaxdl vs PyTorch benchmarks (see benchmarks/)")
     p.add_argument("--quick", action="store_true", help="a short smoke run (~2-3 min)")
     p.add_argument("--only", choices=("cnn", "lm", "precision", "sharding", "data", "race",
-                                               "optim"),
+                                      "optim", "export"),
                    help="run one group only")
     p.add_argument("--out", type=Path, default=RESULTS, help=f"results file ({RESULTS.name})")
     p.add_argument("--omp-passive", action="store_true",
@@ -172,7 +173,7 @@ def main(argv=None) -> int:
           f"{info['loadavg_start'][0]:.1f}; jax {info['jax']}, torch {info['torch']}; "
           f"worker logs: {log_path}", flush=True)
     say = lambda s: print(s, flush=True)  # noqa: E731
-    cnn = lm = precision = sharded = data = race = optim = None
+    cnn = lm = precision = sharded = data = race = optim = export = None
     with open(log_path, "w") as log:
         if args.only in (None, "cnn"):
             cnn = bench_cnn.run(args.quick, say=say, log=log)
@@ -186,6 +187,8 @@ def main(argv=None) -> int:
             data = bench_data.run(args.quick, say=say, log=log)
         if args.only in (None, "optim"):  # torch.optim itself, not a transcription
             optim = optim_vs_torch.main()
+        if args.only in (None, "export"):  # the GPT-2 export, loaded by transformers
+            export = hf_export_check.main()
         if args.only in (None, "race"):  # seed 0; `python -m benchmarks.lm_race --seeds 0,1,2`
             race = lm_race.race([0], quick=args.quick, say=say,
                                 png=str(RESULTS.parent / "lm_race.png"))
@@ -195,7 +198,7 @@ def main(argv=None) -> int:
                "quick": args.quick, "omp_passive": args.omp_passive,
                "seconds": time.perf_counter() - t0, "machine": info,
                "cnn": cnn, "lm": lm, "precision": precision, "sharding": sharded, "data": data,
-               "race": race, "optim_vs_torch": optim,
+               "race": race, "optim_vs_torch": optim, "hf_export": export,
                "table": rows}
     args.out.write_text(json.dumps(results, indent=1, default=str) + "\n")
     print()

@@ -10,6 +10,8 @@
                   seq2seq: the ISO date for a written date ("5 mars 1998");
                   text2img: a PNG grid of N images for the prompt ("" = unconditional)
     jaxdl predict --workdir DIR [--json] IMAGE...  a classifier's top-3 classes per image
+    jaxdl export  --workdir DIR --format hf --out OUT   a decoder_lm run as a Hugging Face
+                  GPT-2 (config.json, model.safetensors), for nanoGPT's architecture
     jaxdl data prepare --source=SOURCE --out DIR   an image source (or text:NAME|PATH) as
                   an array_record dataset, for --config.dataset (text_path)=array_record:DIR
 
@@ -109,6 +111,34 @@ def sample(args) -> None:
                           seed=args.seed, out=out, **options))
 
 
+def export(args) -> None:
+    """`jaxdl export --format hf`: refused in one line before any restore where the run's
+    recipe or architecture has no GPT-2 form."""
+    from jaxdl import pretrained, run
+
+    config, recipe = run.recipe_of(args.workdir)
+    if recipe.name != "decoder_lm":
+        raise UserError(f"`jaxdl export` writes decoder_lm runs; {args.workdir} is a "
+                        f"{recipe.name} run")
+    recipe.validate(config)
+    pretrained.check_expressible(config)
+    with contextlib.redirect_stdout(io.StringIO()):
+        r = run.load(args.workdir)
+    from jaxdl.train import local_copy
+
+    params = jax_to_numpy(local_copy(r.state.params))
+    hf = pretrained.write_gpt2(args.out, r.config, params)
+    print(f"Wrote {args.out} (GPT-2: {hf['n_layer']} layers, width {hf['n_embd']}, "
+          f"vocabulary {hf['vocab_size']}) from step {r.step} of {args.workdir}")
+
+
+def jax_to_numpy(tree):
+    import jax
+    import numpy as np
+
+    return jax.tree.map(np.asarray, jax.device_get(tree))
+
+
 def predict(args) -> None:
     r = load_for(args.workdir, "predicts", "predict")
     for row in r.recipe.predict(r.config, r.task, r.data, r.state, args.images):
@@ -185,6 +215,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per line and image")
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE",
                    help="PNG or JPEG files, any size, grey or colour")
+    p = _add(sub, "export", "a decoder_lm run's latest checkpoint in the Hugging Face GPT-2 "
+                            "layout (config.json, model.safetensors), for nanoGPT's "
+                            "architecture")
+    p.add_argument("--workdir", required=True, help="a directory or gs://BUCKET/PATH")
+    p.add_argument("--format", choices=("hf",), default="hf", help="hf: Hugging Face GPT-2")
+    p.add_argument("--out", required=True, type=Path, help="the directory to write")
     p = _add(sub, "data", "datasets: `jaxdl data prepare --source=SOURCE --out DIR`")
     data = p.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     p = _add(data, "prepare", "write an image source (mnist_5k, mnist, fashion_mnist, "
@@ -237,6 +273,8 @@ def _command(args) -> None:
         sample(args)
     elif args.command == "predict":
         predict(args)
+    elif args.command == "export":
+        export(args)
     elif args.command == "data":
         from jaxdl.data import prepare
 

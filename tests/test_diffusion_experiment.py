@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from experiments import diffusion_text2img
-from jaxdl import cli, fid, run
+from jaxdl import cli, run
 from jaxdl.config import apply_overrides
 from jaxdl.data import prompts
 from jaxdl.data.vocab import BOS_ID
 from jaxdl.errors import UserError
+from jaxdl.evaluators import fid
 from jaxdl.recipes import text2img
 from tests.workdir_checks import check_event_files, check_info_and_eval, check_png
 

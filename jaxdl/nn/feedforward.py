@@ -1,6 +1,6 @@
 """The Transformer block's per-position parts: its norms (PyTorch's LayerNorm or an
-RMSNorm) and its MLP (GELU, ReLU squared or SwiGLU), each parameter named along its
-logical axes for sharding."""
+RMSNorm) and its MLP (GELU, GPT-2's tanh GELU, ReLU squared or SwiGLU), each parameter
+named along its logical axes for sharding."""
 
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +14,7 @@ from jaxdl.nn.sharding import constrain, logical, residual
 
 LN_EPS = 1e-5  # PyTorch's LayerNorm epsilon (flax's default is 1e-6)
 NORMS = ("layernorm", "rmsnorm")
-MLPS = ("gelu", "relu2", "swiglu")
+MLPS = ("gelu", "gelu_tanh", "relu2", "swiglu")
 
 
 def layer_norm(use_bias: bool, name: str, dtypes: dict, kind: str = "layernorm") -> nn.Module:
@@ -36,7 +36,7 @@ class MlpBlock(nn.Module):
     use_bias: bool = True
     kernel_init: Callable = nn.initializers.xavier_uniform()
     out_init: Callable | None = None
-    activation: str = "gelu"  # gelu | relu2 | swiglu
+    activation: str = "gelu"  # gelu | gelu_tanh | relu2 | swiglu
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -52,6 +52,8 @@ class MlpBlock(nn.Module):
             bias_init=logical(nn.initializers.zeros, "mlp"), name=name, **layer_dtypes(self))
         if self.activation == "gelu":
             y = nn.gelu(fc("fc")(rows), approximate=False)  # exact, as torch's nn.GELU
+        elif self.activation == "gelu_tanh":  # GPT-2's (Hugging Face's "gelu_new")
+            y = nn.gelu(fc("fc")(rows), approximate=True)
         elif self.activation == "relu2":
             y = jnp.square(nn.relu(fc("fc")(rows)))
         elif self.activation == "swiglu":

@@ -15,9 +15,10 @@ Attention weights are sown into the `intermediates` collection for inspection
 
 The stacks' options, GPT-2's choice first: `positional` learned | sinusoidal | rotary
 (jaxdl.nn.rotary, applied inside self-attention); `norm` layernorm | rmsnorm; `qk_norm`;
-`mlp` gelu | relu2 (ReLU squared, So et al. 2021) | swiglu (Shazeer 2020: silu(x W_g) *
-(x W_u)); `tie_embeddings`; `zero_init_out` (each residual branch's output projection
-starts at zero, so every block starts as the identity; modded-nanogpt); `logit_softcap`
+`mlp` gelu | gelu_tanh (GPT-2's tanh approximation) | relu2 (ReLU squared, So et al.
+2021) | swiglu (Shazeer 2020: silu(x W_g) * (x W_u)); `tie_embeddings`; `zero_init_out`
+(each residual branch's output projection starts at zero, so every block starts as the
+identity; modded-nanogpt); `logit_softcap`
 (logits = c * tanh(logits / c), Gemma 2's bound on the output layer).
 """
 
@@ -107,7 +108,7 @@ class Block(nn.Module):
     causal: bool = False  # self-attention hides future positions
     attention_impl: str = "auto"
     norm: str = "layernorm"  # layernorm | rmsnorm
-    mlp: str = "gelu"  # gelu | relu2 | swiglu
+    mlp: str = "gelu"  # gelu | gelu_tanh | relu2 | swiglu
     rotary: bool = False  # rotary positions in self-attention
     qk_norm: bool = False
     dtype: Any = jnp.float32
@@ -151,7 +152,7 @@ class _Stack(nn.Module):
     remat: str = "none"  # none | block | full (jaxdl.nn.remat), in training; never when decoding
     attention_impl: str = "auto"  # auto | xla | cudnn (jaxdl.nn.attention)
     norm: str = "layernorm"  # layernorm | rmsnorm
-    mlp: str = "gelu"  # gelu | relu2 | swiglu
+    mlp: str = "gelu"  # gelu | gelu_tanh | relu2 | swiglu
     qk_norm: bool = False
     zero_init_out: bool = False  # residual branches' output projections start at zero
     dtype: Any = jnp.float32  # compute dtype (jaxdl.nn.precision)

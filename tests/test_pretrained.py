@@ -1,0 +1,143 @@
+"""GPT-2 checkpoints in the Hugging Face layout, in and out, without torch: the golden
+directory (tests/golden_hf_gpt2.py: a random GPT2LMHeadModel saved by `save_pretrained`)
+imports into DecoderLM with transformers' logits; an export reads back bitwise, with the
+golden's tensor names, shapes and dtypes; bad input is one line before any work."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from safetensors import safe_open
+
+from jaxdl import pretrained, recipes
+from jaxdl.errors import UserError
+from jaxdl.recipes.decoder_lm import build_model
+from tests.golden_hf_gpt2 import GOLDEN, LOGITS
+
+ROOT = Path(__file__).resolve().parents[1]
+# Measured gap to transformers' float32 logits (2 layers of 64, logits up to 0.48): 1.8e-7
+# on a 2-core Intel Xeon (AVX-512), 2026-12-06; the bound is 1e-6 (the issue asks 1e-5).
+LOGITS_ATOL = 1e-6
+
+
+def _model(options):
+    config = recipes.get("decoder_lm").get_config()
+    config.update({k: v for k, v in options.items() if k in config})
+    config.seq_len = options["max_positions"]
+    return build_model(config, options["vocab_size"]), config
+
+
+def _tensors(directory: Path) -> dict:
+    with safe_open(str(directory / "model.safetensors"), "np") as f:
+        return {k: (f.get_slice(k).get_shape(), f.get_slice(k).get_dtype()) for k in f.keys()}
+
+
+def test_the_golden_gpt2_gives_transformers_logits():
+    got = pretrained.read_gpt2(f"hf:{GOLDEN}")
+    assert got.options["mlp"] == "gelu_tanh" and got.options["num_layers"] == 2
+    model, _ = _model(got.options)
+    golden = np.load(LOGITS)
+    logits = model.apply({"params": jax.tree.map(jnp.asarray, got.params)},
+                         jnp.asarray(golden["tokens"], jnp.int32))
+    np.testing.assert_allclose(np.asarray(logits), golden["logits"], rtol=0,
+                               atol=LOGITS_ATOL)
+
+
+def test_export_then_import_is_bitwise_with_the_golden_names_shapes_and_dtypes(tmp_path):
+    got = pretrained.read_gpt2(f"hf:{GOLDEN}")
+    _, config = _model(got.options)
+    pretrained.write_gpt2(tmp_path / "out", config, got.params)
+    back = pretrained.read_gpt2(f"hf:{tmp_path / 'out'}")
+    assert back.options == got.options
+    for a, b in zip(jax.tree.leaves(back.params), jax.tree.leaves(got.params), strict=True):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    assert _tensors(tmp_path / "out") == _tensors(GOLDEN)
+
+
+def _golden_copy(tmp_path: Path) -> Path:
+    out = tmp_path / "ckpt"
+    shutil.copytree(GOLDEN, out)
+    return out
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("no_config", "has no config.json; a Hugging Face checkpoint directory has both"),
+    ("no_weights", "has no model.safetensors"),
+    ("llama", "is a 'llama' checkpoint; jaxdl imports GPT-2 (model_type 'gpt2') only"),
+    ("tokenizer_size", "has 10 tokens and the weights 300: a tokenizer of another model"),
+    ("not_a_tokenizer", "is not a Hugging Face tokenizer"),
+    ("untied", "tie_word_embeddings is false"),
+])
+def test_bad_checkpoints_are_one_line(tmp_path, damage, message):
+    ckpt = _golden_copy(tmp_path)
+    config = json.loads((ckpt / "config.json").read_text())
+    if damage == "no_config":
+        (ckpt / "config.json").unlink()
+    elif damage == "no_weights":
+        (ckpt / "model.safetensors").unlink()
+    elif damage in ("llama", "untied"):
+        config.update(model_type="llama") if damage == "llama" else config.update(
+            tie_word_embeddings=False)
+        (ckpt / "config.json").write_text(json.dumps(config))
+    elif damage == "tokenizer_size":
+        from tokenizers import Tokenizer, models
+
+        Tokenizer(models.WordLevel({f"t{i}": i for i in range(10)}, unk_token="t0")).save(
+            str(ckpt / "tokenizer.json"))
+    else:
+        (ckpt / "tokenizer.json").write_text('{"not": "a tokenizer"}')
+    with pytest.raises(UserError, match=re.escape(message)) as err:
+        pretrained.read_gpt2(f"hf:{ckpt}")
+    assert "\n" not in str(err.value)
+
+
+def _jaxdl(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "jaxdl.cli", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+
+
+TINY = ["--config.num_layers=2", "--config.dim=32", "--config.num_heads=2",
+        "--config.seq_len=16", "--config.batch_size=8", "--config.num_steps=2",
+        "--config.batches_per_epoch=2", "--config.warmup_steps=1", "--config.val_windows=8",
+        "--config.eval_batch_size=8", "--config.sample_tokens=2", "--config.log_every=1"]
+
+
+@pytest.mark.slow
+def test_jaxdl_export_writes_a_trained_run_and_refuses_what_gpt2_cannot_hold(tmp_path):
+    run_dir = tmp_path / "nanogpt"
+    trained = _jaxdl("train", "--config=configs/nanogpt_shakespeare_char.py", "--workdir",
+                     run_dir, *TINY)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    out = _jaxdl("export", "--workdir", run_dir, "--format", "hf", "--out", tmp_path / "hf")
+    assert out.returncode == 0 and "Wrote" in out.stdout, out.stderr[-2000:]
+    from jaxdl import run
+
+    state = run.load(run_dir).state
+    back = pretrained.read_gpt2(f"hf:{tmp_path / 'hf'}")
+    assert back.options["mlp"] == "gelu" and back.options["vocab_size"] == 65
+    # nanoGPT's recipe has no biases: GPT-2 with zero biases, every other tensor bitwise.
+    ours = dict(jax.tree_util.tree_flatten_with_path(state.params)[0])
+    for path, value in jax.tree_util.tree_flatten_with_path(back.params)[0]:
+        want = np.asarray(ours[path]) if path in ours else np.zeros_like(value)
+        assert path in ours or path[-1].key == "bias", path
+        assert np.array_equal(value, want), path
+    assert len(ours) == 3 + 2 * 8 and not any(p[-1].key == "bias" for p in ours)
+    again = _jaxdl("export", "--workdir", run_dir, "--out", tmp_path / "hf")
+    assert again.returncode == 2 and "already holds a checkpoint" in again.stderr
+    default = tmp_path / "default"  # jaxdl's own recipe: rotary positions, RMSNorm, ...
+    (default).mkdir()
+    config = json.loads((run_dir / "config.json").read_text())
+    config.update(positional="rotary")
+    (default / "config.json").write_text(json.dumps(config))
+    refused = _jaxdl("export", "--workdir", default, "--out", tmp_path / "hf2")
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert refused.stderr.strip().count("\n") == 0
+    assert "cannot express positional='rotary'" in refused.stderr, refused.stderr
+    assert not (tmp_path / "hf2").exists()
