@@ -14,6 +14,8 @@
                   GPT-2 (config.json, model.safetensors), for nanoGPT's architecture
     jaxdl data prepare --source=SOURCE --out DIR   an image source (or text:NAME|PATH) as
                   an array_record dataset, for --config.dataset (text_path)=array_record:DIR
+    jaxdl data tokenizer --source=text:NAME|PATH --vocab-size N --out DIR   a byte-level
+                  BPE tokenizer.json learned from a text (deterministic, offline)
 
 Each rebuilds what it needs from `config.json` (which names the recipe), the orbax
 checkpoints and `results.json`, never from experiment code. Bad input is one line
@@ -234,6 +236,12 @@ def parser() -> argparse.ArgumentParser:
                    help="text sources: characters or words")
     p.add_argument("--val_fraction", type=float, default=0.1,
                    help="text sources: the last fraction validates (the LMs' split)")
+    p = _add(data, "tokenizer", "learn a byte-level BPE tokenizer (GPT-2's kind) from a "
+                                "text, offline and deterministically: DIR/tokenizer.json")
+    p.add_argument("--source", required=True, help="text:tinyshakespeare or text:PATH")
+    p.add_argument("--vocab-size", dest="vocab_size", type=int, required=True,
+                   help="tokens, the 256 bytes and <|endoftext|> included")
+    p.add_argument("--out", required=True, type=Path)
     return parser
 
 
@@ -275,6 +283,11 @@ def _command(args) -> None:
         predict(args)
     elif args.command == "export":
         export(args)
+    elif args.command == "data" and args.data_command == "tokenizer":
+        from jaxdl.data import bpe
+
+        path = bpe.train_source(args.source, args.vocab_size, args.out)
+        print(f"Wrote {path} ({len(bpe.BpeVocab(path)):,} tokens)")
     elif args.command == "data":
         from jaxdl.data import prepare
 
