@@ -53,3 +53,27 @@ def test_a_file_that_is_not_a_tokenizer_is_one_line(tmp_path):
     assert "\n" not in str(err.value)
     with pytest.raises(UserError, match="does not exist"):
         bpe.BpeVocab(tmp_path / "missing.json")
+
+
+def test_a_language_model_trains_samples_and_reports_bits_per_character_with_it(
+        tmp_path, capsys):
+    from jaxdl import recipes, run
+    from jaxdl.config import apply_overrides
+
+    config = apply_overrides(recipes.get("decoder_lm").get_config(), {
+        "tokenizer": str(bpe.EMBEDDED), "num_layers": "1", "dim": "32", "num_heads": "2",
+        "seq_len": "32", "batch_size": "8", "num_steps": "3", "batches_per_epoch": "3",
+        "warmup_steps": "1", "val_windows": "16", "eval_batch_size": "16",
+        "sample_tokens": "8"})
+    results = run.train(config, tmp_path / "run")
+    assert results["level"] == "bpe" and results["vocab_size"] == 512
+    assert results["tokenizer"] == str(bpe.EMBEDDED)
+    # bits per character = bits per token / characters per token (1.8-2.1 on this text)
+    ratio = results["val_bits_per_token"] / results["val_bpc"]
+    assert 1.7 < ratio < 2.2, ratio
+    assert isinstance(results["sample"], str) and results["sample"]
+    capsys.readouterr()
+    assert cli.main(["sample", "--workdir", str(tmp_path / "run"), "--prompt", "ROMEO:",
+                     "--num", "5"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("ROMEO:") and len(out) > len("ROMEO:")

@@ -27,17 +27,19 @@ class TextData:
     vocab: object
     train_ids: np.ndarray
     val_ids: np.ndarray
-    level: str = "char"
+    level: str = "char"  # char | word | bpe (a tokenizer.json)
 
     @property
     def sep(self) -> str:  # between the prompt and its continuation, when printed
-        return "" if self.level == "char" else " "
+        return " " if self.level == "word" else ""
 
 
 TEXT_OPTIONS = (  # the text, sampling and evaluation keys of every LM recipe
     Option("text", "tinyshakespeare", "embedded corpus: tinyshakespeare | simple_sentences"),
     Option("text_path", "", "any UTF-8 text file, or array_record:DIR (`jaxdl data "
            "prepare`); overrides `text`"),
+    Option("tokenizer", "", "a Hugging Face tokenizer.json (byte-level BPE, as GPT-2's; "
+           "`jaxdl data tokenizer` writes one) for the text's tokens; empty: characters"),
     Option("val_fraction", 0.1, "nanoGPT's split: the first 90% trains, the rest validates",
            Rule(0.0, 1.0, open_high=True, example=0.1)),
     shared("eval_batch_size", 256),
@@ -71,9 +73,27 @@ class LanguageModel(Recipe):
                                 f"run asks for {level}; prepare it with --level {level}")
             return TextData(vocab, train_ids, val_ids, level)
         text = textdata.load_text(config.text, config.text_path)
+        if config.get("tokenizer"):
+            return self._bpe_data(config, text, level)
         vocab = textdata.make_vocab(level, text)
         train_ids, val_ids = textdata.train_val_split(vocab.encode(text), config.val_fraction)
         return TextData(vocab, train_ids, val_ids, level)
+
+    @staticmethod
+    def _bpe_data(config, text: str, level: str) -> TextData:
+        """The text split by characters as nanoGPT splits it, then each part tokenized with
+        the tokenizer; its path is made absolute in the config (config.json then finds it)."""
+        from jaxdl.data.bpe import BpeVocab
+
+        if level != "char":
+            raise UserError(f"--config.tokenizer and --config.level={level} both choose the "
+                            "tokens; give one of them")
+        vocab = BpeVocab(config.tokenizer)
+        config.tokenizer = str(vocab.path.resolve())
+        if not 0.0 <= config.val_fraction < 1.0:
+            raise UserError(f"val_fraction must be in [0, 1), got {config.val_fraction}")
+        cut = int(len(text) * (1.0 - config.val_fraction))
+        return TextData(vocab, vocab.encode(text[:cut]), vocab.encode(text[cut:]), "bpe")
 
     def train_loader(self, config, data, **shard):
         print(f"Training on {len(data.train_ids):,} {data.level} tokens, validating on "
@@ -164,7 +184,19 @@ class LanguageModel(Recipe):
                "sample": sample}
         if data.level == "char":
             out["val_bpc"] = val["bits_per_token"]
+        elif data.level == "bpe":  # bits per character: compares across tokenizers
+            out["val_bpc"] = self.bits_per_char(config, data, val["loss"])
+            ctx.say(f"Validation: {out['val_bpc']:.3f} bits/character")
         return out
+
+    @staticmethod
+    def bits_per_char(config, data, nats_per_token: float) -> float:
+        """The validation windows' nats over the characters their predicted tokens decode
+        to (every window predicts its last `seq_len` tokens)."""
+        windows = eval_windows(data.val_ids, config.seq_len, config.val_windows)
+        predicted = np.asarray(windows[:, 1:]).reshape(-1)
+        chars = sum(len(data.vocab.decode(w)) for w in np.asarray(windows)[:, 1:])
+        return float(nats_per_token * len(predicted) / max(chars, 1) / np.log(2.0))
 
     def report(self, config, task, data, state, history, ctx, writer) -> dict:
         step = int(state.step)
@@ -172,6 +204,7 @@ class LanguageModel(Recipe):
             plots.plot_curves(history, ["loss"], ctx.workdir / "curves.png", xlabel="step",
                               title=f"{self.description}: training")
         return {"text": config.text_path or config.text, "level": data.level,
+                "tokenizer": config.get("tokenizer", ""),
                 "vocab_size": len(data.vocab), "num_steps": step,
                 "train_tokens": len(data.train_ids), "val_tokens": len(data.val_ids),
                 "train_loss": history[-1]["loss"] if history else None,
