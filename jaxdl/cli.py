@@ -5,6 +5,7 @@
     jaxdl info    --workdir DIR                  recipe, config, latest step, parameters, results
     jaxdl eval    --workdir DIR                  re-evaluate the latest checkpoint -> DIR/eval.json
     jaxdl sample  --workdir DIR [--prompt TEXT] [--num N] [--out FILE] [--seed S]
+                  (or --from hf:DIR: a pretrained GPT-2 with its tokenizer, no run)
                   language models: a continuation of the prompt (N tokens); several
                   --prompt and --samples K run as batches ([--json]: a line each);
                   seq2seq: the ISO date for a written date ("5 mars 1998");
@@ -86,6 +87,11 @@ def evaluate(workdir: Path) -> None:
 
 
 def sample(args) -> None:
+    if (args.workdir is None) == (args.from_ is None):
+        raise UserError("give --workdir DIR (a run) or --from hf:DIR (a pretrained GPT-2), "
+                        "one of them")
+    if args.from_ is not None:
+        return sample_pretrained(args)
     if args.num is not None and not 1 <= args.num <= 100_000:
         raise UserError(f"--num must be in [1, 100000], got {args.num}")
     if not 1 <= args.samples <= 4096:
@@ -113,6 +119,34 @@ def sample(args) -> None:
                           seed=args.seed, out=out, **options))
 
 
+def sample_pretrained(args) -> None:
+    """`jaxdl sample --from hf:DIR`: the checkpoint's model over its whole context, its
+    tokenizer, no training and no workdir."""
+    import types
+
+    import jax
+    import jax.numpy as jnp
+
+    from jaxdl import pretrained, recipes
+
+    for key in ("out", "guidance", "steps", "sampler", "eta"):
+        if getattr(args, key) is not None:
+            raise UserError(f"--{key} does not apply to a language model")
+    recipe = recipes.get("decoder_lm")
+    config = recipe.get_config()
+    config.init_from = args.from_
+    config.seq_len = pretrained.read_config(pretrained.directory_of(args.from_))[
+        "max_positions"]
+    config.verbose = False
+    recipe.validate(config)
+    with contextlib.redirect_stdout(io.StringIO()):
+        data = recipe.load_data(config)
+        task = recipe.build(config, data)
+    state = types.SimpleNamespace(params=jax.tree.map(jnp.asarray, data.pretrained))
+    print(recipe.sample(config, task, data, state, prompt=args.prompt, num=args.num,
+                        seed=args.seed, out=None, samples=args.samples, as_json=args.json))
+
+
 def export(args) -> None:
     """`jaxdl export --format hf`: refused in one line before any restore where the run's
     recipe or architecture has no GPT-2 form."""
@@ -129,7 +163,9 @@ def export(args) -> None:
     from jaxdl.train import local_copy
 
     params = jax_to_numpy(local_copy(r.state.params))
-    hf = pretrained.write_gpt2(args.out, r.config, params)
+    tokenizer = r.config.get("tokenizer") or None
+    hf = pretrained.write_gpt2(args.out, r.config, params,
+                               tokenizer=Path(tokenizer) if tokenizer else None)
     print(f"Wrote {args.out} (GPT-2: {hf['n_layer']} layers, width {hf['n_embd']}, "
           f"vocabulary {hf['vocab_size']}) from step {r.step} of {args.workdir}")
 
@@ -195,7 +231,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", required=True, help="a directory or gs://BUCKET/PATH")
     p = _add(sub, "sample", "LMs: continue a prompt; seq2seq: an ISO date; "
                                       "text2img: a PNG grid for a prompt")
-    p.add_argument("--workdir", required=True, help="a directory or gs://BUCKET/PATH")
+    p.add_argument("--workdir", help="a directory or gs://BUCKET/PATH")
+    p.add_argument("--from", dest="from_", metavar="hf:DIR",
+                   help="a pretrained GPT-2 directory instead of a run (its tokenizer.json)")
     p.add_argument("--prompt", action="append", default=None,
                    help="default: the run's config.prompt; LMs: repeat it for several "
                         "prompts (those of one token length run as one batch)")

@@ -13,10 +13,10 @@ checkpoint and before the end).
 
 import os
 import sys
-import time
 
 from jaxdl.train import initialize_distributed
 from jaxdl.train.placement import Placement
+from tests.processes import announcing
 
 STEPS = 8
 TINY = {"num_layers": 2, "dim": 64, "num_heads": 4, "seq_len": 16, "batch_size": 16,
@@ -25,32 +25,13 @@ TINY = {"num_layers": 2, "dim": 64, "num_heads": 4, "seq_len": 16, "batch_size":
         "sample_tokens": 4, "distributed": True, "mesh.data": 1, "mesh.fsdp": 8}
 
 
-def pausing(place_training):
-    """The runner's `Placement.train`, its step wrapped to print (and maybe pause)."""
-    pause_at = int(os.environ.get("FSDP_CHILD_PAUSE_AT", "-1"))
-
-    def place(*args, **kwargs):
-        state, step, fit_kw = place_training(*args, **kwargs)
-
-        def announced(state, batch):
-            n = int(state.step)
-            print(f"step {n}", flush=True)
-            if n == pause_at:
-                time.sleep(120)  # the test kills both processes here
-            return step(state, batch)
-
-        return state, announced, fit_kw
-
-    return place
-
-
 def main(workdir: str) -> None:
     assert initialize_distributed(
         coordinator_bind_address=os.environ["FSDP_CHILD_BIND"], initialization_timeout=60)
     from jaxdl import recipes, run
     from jaxdl.config import apply_overrides
 
-    Placement.train = pausing(Placement.train)
+    Placement.train = announcing(Placement.train, os.environ.get("FSDP_CHILD_PAUSE_AT"))
     config = apply_overrides(recipes.get("decoder_lm").get_config(),
                              {k: repr(v) for k, v in TINY.items()})
     results = run.train(config, workdir)

@@ -99,3 +99,23 @@ def child_report(argv: list, *, devices: int | None = None, timeout: float = 900
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("REPORT "))
     return json.loads(line[len("REPORT "):])
+
+
+def announcing(place_training, pause_at=None):
+    """The runner's `Placement.train`, its compiled step wrapped to print `step N` before
+    each step (and to sleep at step `pause_at`, so a test can kill the run there)."""
+    pause_at = -1 if pause_at in (None, "") else int(pause_at)
+
+    def place(*args, **kwargs):
+        state, step, fit_kw = place_training(*args, **kwargs)
+
+        def announced(state, batch):
+            n = int(state.step)
+            print(f"step {n}", flush=True)
+            if n == pause_at:
+                time.sleep(120)  # the test kills the process here
+            return step(state, batch)
+
+        return state, announced, fit_kw
+
+    return place

@@ -141,3 +141,115 @@ def test_jaxdl_export_writes_a_trained_run_and_refuses_what_gpt2_cannot_hold(tmp
     assert refused.stderr.strip().count("\n") == 0
     assert "cannot express positional='rotary'" in refused.stderr, refused.stderr
     assert not (tmp_path / "hf2").exists()
+
+
+def _pretrained_dir(root: Path, tokenizer=True) -> Path:
+    """A GPT-2 directory of a random 2 x 32 model on the shipped 512-token BPE tokenizer
+    (what a user downloads: weights, config.json, tokenizer.json)."""
+    from jaxdl.data import bpe
+
+    config = recipes.get("decoder_lm").nanogpt_config()
+    config.update(num_layers=2, dim=32, num_heads=2, seq_len=64, use_bias=True,
+                  mlp="gelu_tanh")
+    model = build_model(config, 512)
+    params = model.init(jax.random.PRNGKey(7), jnp.zeros((1, 64), jnp.int32))["params"]
+    params = jax.tree.map(np.asarray, jax.device_get(__import__("flax").linen.unbox(params)))
+    out = root / "gpt2_tiny"
+    pretrained.write_gpt2(out, config, params, tokenizer=bpe.EMBEDDED if tokenizer else None)
+    return out
+
+
+def _init_from(directory: Path, **overrides):
+    recipe = recipes.get("decoder_lm")
+    config = recipe.get_config()
+    config.update({"init_from": f"hf:{directory}", "seq_len": 32, **overrides})
+    recipe.validate(config)
+    return recipe, config
+
+
+def test_init_from_takes_the_checkpoints_shape_tokenizer_and_params(tmp_path):
+    ckpt = _pretrained_dir(tmp_path)
+    recipe, config = _init_from(ckpt)
+    data = recipe.load_data(config)
+    assert (config.num_layers, config.dim, config.positional, config.mlp, config.use_bias,
+            config.tokenizer) == (2, 32, "learned", "gelu_tanh", True,
+                                  str((ckpt / "tokenizer.json").resolve()))
+    state = recipe.build(config, data).init_state(0)
+    want = pretrained.read_gpt2(f"hf:{ckpt}").params
+    want["pos"]["table"] = want["pos"]["table"][:32]  # cropped to seq_len, as nanoGPT does
+    for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(want), strict=True):
+        assert np.array_equal(np.asarray(a), b)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"num_layers": 6}, "--config.num_layers=6 contradicts the checkpoint"),
+    ({"positional": "sinusoidal"}, "--config.positional='sinusoidal' contradicts"),
+    ({"seq_len": 128}, "--config.seq_len=128 is longer than the checkpoint's 64 positions"),
+])
+def test_init_from_with_a_contradicting_shape_names_the_key(tmp_path, overrides, message):
+    recipe, config = _init_from(_pretrained_dir(tmp_path), **overrides)
+    with pytest.raises(UserError, match=re.escape(message)):
+        recipe.load_data(config)
+
+
+def test_init_from_needs_the_checkpoints_tokenizer(tmp_path):
+    from jaxdl.data import bpe
+
+    recipe, config = _init_from(_pretrained_dir(tmp_path, tokenizer=False))
+    with pytest.raises(UserError, match="has no tokenizer.json; give the one its weights"):
+        recipe.load_data(config)
+    other = bpe.save(bpe.train("to be or not to be, that is the question\n" * 50, 300),
+                     tmp_path / "other")
+    recipe, config = _init_from(tmp_path / "gpt2_tiny", tokenizer=str(other))
+    with pytest.raises(UserError, match=r"has \d+ tokens and the checkpoint's weights 512"):
+        recipe.load_data(config)
+
+
+def test_jaxdl_sample_from_a_pretrained_directory(tmp_path, capsys):
+    from jaxdl import cli
+
+    ckpt = _pretrained_dir(tmp_path)
+    assert cli.main(["sample", "--from", f"hf:{ckpt}", "--prompt", "ROMEO:", "--num", "6",
+                     "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("ROMEO:") and len(out.strip()) > len("ROMEO:")
+    assert cli.main(["sample", "--from", f"hf:{ckpt}", "--workdir", str(tmp_path)]) == 2
+    assert "one of them" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_run_from_a_pretrained_gpt2_killed_with_sigkill_resumes_bitwise(tmp_path):
+    import os
+    import signal
+    import time
+
+    ckpt = _pretrained_dir(tmp_path)
+    args = ["--config.recipe=decoder_lm", f"--config.init_from=hf:{ckpt}",
+            "--config.seq_len=32", "--config.batch_size=8", "--config.num_steps=8",
+            "--config.batches_per_epoch=4", "--config.checkpoint_every=2",
+            "--config.warmup_steps=1", "--config.val_windows=8", "--config.eval_batch_size=8",
+            "--config.sample_tokens=4", "--config.dropout=0.1"]
+
+    def child(workdir, **env):
+        out = open(workdir.parent / f"{workdir.name}.log", "a")  # noqa: SIM115
+        return subprocess.Popen([sys.executable, "tests/train_child.py", str(workdir), *args],
+                                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, **env}), out
+
+    proc, log = child(tmp_path / "whole")
+    assert proc.wait(600) == 0, (tmp_path / "whole.log").read_text()[-3000:]
+    proc, log = child(tmp_path / "cut", TRAIN_CHILD_PAUSE_AT="5")
+    deadline = time.monotonic() + 600
+    while "step 5\n" not in (tmp_path / "cut.log").read_text():
+        assert proc.poll() is None and time.monotonic() < deadline, (
+            tmp_path / "cut.log").read_text()[-3000:]
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(60) == -signal.SIGKILL
+    proc, log = child(tmp_path / "cut")
+    assert proc.wait(600) == 0, (tmp_path / "cut.log").read_text()[-3000:]
+    assert "Resuming from checkpoint step 4" in (tmp_path / "cut.log").read_text()
+    whole, cut = np.load(tmp_path / "whole" / "final.npz"), np.load(tmp_path / "cut" / "final.npz")
+    assert len(whole.files) == len(cut.files) > 10
+    for key in whole.files:
+        assert np.array_equal(whole[key], cut[key]), key

@@ -46,16 +46,18 @@ class Task:
     ema_decay: float | None = None
     jit_init: bool = False  # initialise in one compiled call (big models) or op by op
     extra: dict = dataclasses.field(default_factory=dict)  # family specifics (vocab, ...)
+    pretrained: Any = None  # params to start from (host arrays: init_from), else drawn
 
-    def init(self, rng):
-        """The fresh state `rng` draws (`jaxdl.train.placement.Placement.init_state` places
-        it on a mesh)."""
+    def init(self, rng, params=None):
+        """The fresh state `rng` draws, with `params` in place of the drawn parameters
+        where given (`jaxdl.train.placement.Placement.init_state` places it on a mesh)."""
         return create_train_state(self.model, self.tx, rng, self.example,
-                                  ema_decay=self.ema_decay)
+                                  ema_decay=self.ema_decay, params=params)
 
     def init_state(self, seed: int):
         """The initial state on one device (on a mesh: `Placement.init_state`)."""
-        return Placement().init_state(self.init, seed, jit=self.jit_init)[0]
+        return Placement().init_state(self.init, seed, jit=self.jit_init,
+                                      params=self.pretrained)[0]
 
     def abstract_state(self, seed: int = 0):
         """Shapes and dtypes only: the template a restore needs, nothing computed."""

@@ -24,6 +24,7 @@ import functools
 import jax
 from optax.contrib import MuonDimensionNumbers
 
+from jaxdl.errors import UserError
 from jaxdl.nn import count_params
 from jaxdl.nn.transformer import DecoderLM
 from jaxdl.options import BOOL, Choice, Option, Rule, count, shared
@@ -32,6 +33,9 @@ from jaxdl.recipes.language_model import TEXT_OPTIONS, LanguageModel, example_to
 from jaxdl.tasks import language
 from jaxdl.train import flops, make_optimizer, make_schedule, muon_adamw
 
+# The keys a pretrained checkpoint decides (init_from): the model's shape and architecture.
+ARCHITECTURE = ("num_layers", "num_heads", "dim", "mlp", "mlp_dim", "use_bias", "positional",
+                "norm", "qk_norm", "tie_embeddings", "logit_softcap")
 # What nanoGPT's GPT does, for every architecture and optimizer key (and for workdirs
 # saved before the key existed).
 NANOGPT = dict(positional="learned", norm="layernorm", qk_norm=False, mlp="gelu", mlp_dim=0,
@@ -47,6 +51,8 @@ class DecoderLanguageModel(LanguageModel):
     model_options = ("remat", "attention_impl", "loss_impl")
     options = (
         *TEXT_OPTIONS,
+        Option("init_from", "", "start from a pretrained GPT-2: hf:DIR (config.json, "
+               "model.safetensors, tokenizer.json); the model's shape comes from it"),
         shared("num_layers", 4),
         shared("num_heads", 4),
         shared("dim", 128),
@@ -96,11 +102,47 @@ class DecoderLanguageModel(LanguageModel):
                  weight_decay=0.1, grad_clip_norm=1.0)
         return c
 
+    def load_data(self, config):
+        """The text; with `init_from`, first the checkpoint: its architecture into the
+        config, its tokenizer (where `tokenizer` names none), its params cut to `seq_len`
+        positions (as nanoGPT's `crop_block_size`)."""
+        if not config.get("init_from"):
+            return super().load_data(config)
+        from jaxdl import pretrained
+
+        pre = pretrained.read_gpt2(config.init_from)
+        defaults = self.get_config()
+        for key in ARCHITECTURE:  # a key the user set to another value contradicts it
+            want = pre.options[key]
+            if config[key] != want and config[key] != defaults[key]:
+                raise UserError(f"--config.{key}={config[key]!r} contradicts the checkpoint "
+                                f"{config.init_from} ({key}={want!r}); leave {key} out: with "
+                                "init_from the model's shape comes from the checkpoint")
+            config[key] = want
+        positions = pre.options["max_positions"]
+        if config.seq_len > positions:
+            raise UserError(f"--config.seq_len={config.seq_len} is longer than the "
+                            f"checkpoint's {positions} positions; use at most {positions}")
+        if not config.tokenizer:
+            if pre.tokenizer is None:
+                raise UserError(f"{config.init_from} has no tokenizer.json; give the one its "
+                                "weights were trained with: --config.tokenizer=PATH")
+            config.tokenizer = str(pre.tokenizer)
+        data = super().load_data(config)
+        if len(data.vocab) != pre.options["vocab_size"]:
+            raise UserError(f"the tokenizer {config.tokenizer} has {len(data.vocab)} tokens and "
+                            f"the checkpoint's weights {pre.options['vocab_size']}; give the "
+                            "checkpoint's own tokenizer")
+        pre.params["pos"]["table"] = pre.params["pos"]["table"][:config.seq_len]
+        data.pretrained = pre.params
+        return data
+
     def build_task(self, config, data) -> Task:
         model, tx, lr = build_model_and_optimizer(config, len(data.vocab))
         loss = functools.partial(language.next_token_loss,
                                  loss_impl=config.loss_impl)
-        return Task(model, loss, tx, example_tokens(config), learning_rate=lr)
+        return Task(model, loss, tx, example_tokens(config), learning_rate=lr,
+                    pretrained=data.pretrained)
 
     def generate(self, config, task, params, prompt_ids, num_tokens, rng, temperature):
         return language.generate_cached(task.model, params, prompt_ids, num_tokens, rng,

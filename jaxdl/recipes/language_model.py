@@ -28,6 +28,7 @@ class TextData:
     train_ids: np.ndarray
     val_ids: np.ndarray
     level: str = "char"  # char | word | bpe (a tokenizer.json)
+    pretrained: dict | None = None  # params to start from (decoder_lm's init_from)
 
     @property
     def sep(self) -> str:  # between the prompt and its continuation, when printed

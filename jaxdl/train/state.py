@@ -46,6 +46,7 @@ def create_train_state(
     *,
     input_key: str | None = None,
     ema_decay: float | None = None,
+    params: Any = None,
 ) -> TrainState:
     """Initialise params from one example input: an array, a tuple of the model's positional
     inputs (e.g. `(src, tgt)` for an encoder-decoder), or a batch dict with `input_key`
@@ -54,11 +55,17 @@ def create_train_state(
     Modules are initialised with `train=False` so no dropout rng is needed. Parameters
     declared with logical axis names (`nn.with_logical_partitioning`) are unboxed: the
     state holds plain arrays, and `param_logical_specs` reads the names.
+
+    `params` (a pretrained tree) replaces the drawn parameters; it must have the model's
+    structure and shapes (a one-line error names the first leaf that differs).
     """
     init_rng, state_rng = jax.random.split(rng)
     variables = nn.unbox(_init(model, init_rng, example_batch, input_key))
-    params = variables["params"]
     batch_stats = variables.get("batch_stats")
+    if params is None:
+        params = variables["params"]
+    else:
+        params = _matching(params, variables["params"])
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
@@ -69,6 +76,22 @@ def create_train_state(
         tx=tx,
         ema_decay=float(ema_decay or 0.0),
     )
+
+
+def _matching(given, drawn):
+    """`given` as the model's params (its dtypes), after checking structure and shapes."""
+    want = dict(jax.tree_util.tree_flatten_with_path(drawn)[0])
+    have = dict(jax.tree_util.tree_flatten_with_path(given)[0])
+    for path in sorted(set(want) | set(have), key=str):
+        name = "/".join(str(getattr(k, "key", k)) for k in path)
+        if path not in have or path not in want:
+            where = "the model" if path not in have else "the given params"
+            raise UserError(f"parameter {name} is in {where} only; the pretrained params do "
+                            "not fit this model's architecture")
+        if tuple(jnp.shape(have[path])) != tuple(want[path].shape):
+            raise UserError(f"parameter {name} has shape {tuple(jnp.shape(have[path]))} in the "
+                            f"pretrained params and {tuple(want[path].shape)} in the model")
+    return jax.tree.map(lambda g, d: jnp.asarray(g, d.dtype), given, drawn)
 
 
 def param_logical_specs(model: nn.Module, example_batch: Any, *, input_key: str | None = None):
