@@ -234,7 +234,7 @@ def test_a_run_from_a_pretrained_gpt2_killed_with_sigkill_resumes_bitwise(tmp_pa
         out = open(workdir.parent / f"{workdir.name}.log", "a")  # noqa: SIM115
         return subprocess.Popen([sys.executable, "tests/train_child.py", str(workdir), *args],
                                 cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, **env}), out
+                                env={**os.environ, "PYTHONPATH": str(ROOT), **env}), out
 
     proc, log = child(tmp_path / "whole")
     assert proc.wait(600) == 0, (tmp_path / "whole.log").read_text()[-3000:]
@@ -248,7 +248,8 @@ def test_a_run_from_a_pretrained_gpt2_killed_with_sigkill_resumes_bitwise(tmp_pa
     assert proc.wait(60) == -signal.SIGKILL
     proc, log = child(tmp_path / "cut")
     assert proc.wait(600) == 0, (tmp_path / "cut.log").read_text()[-3000:]
-    assert "Resuming from checkpoint step 4" in (tmp_path / "cut.log").read_text()
+    # from step 4, or from step 2 where the kill cut step 4's (asynchronous) save short
+    assert re.search(r"Resuming from checkpoint step [24] ", (tmp_path / "cut.log").read_text())
     whole, cut = np.load(tmp_path / "whole" / "final.npz"), np.load(tmp_path / "cut" / "final.npz")
     assert len(whole.files) == len(cut.files) > 10
     for key in whole.files:

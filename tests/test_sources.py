@@ -17,6 +17,9 @@ import pytest
 import tensorflow_datasets as tfds
 
 from jaxdl.data import sources as S
+from jaxdl.data.idx import load_idx_split, read_idx
+from jaxdl.data.image_dataset import ImageDataset, Split
+from jaxdl.data.synthetic import synthetic_split
 from jaxdl.errors import UserError
 
 # ----------------------------------------------------------------------------- fixtures
@@ -154,22 +157,22 @@ def test_read_idx_round_trip(tmp_path, gz):
     p_lab = write_idx(tmp_path / f"labels{suffix}", labels, gz=gz)
     if gz:
         assert p_img.read_bytes()[:2] == b"\x1f\x8b"
-    out = S.read_idx(p_img)
+    out = read_idx(p_img)
     assert out.dtype == np.uint8 and out.shape == (7, 28, 28)
     np.testing.assert_array_equal(out, images)
-    np.testing.assert_array_equal(S.read_idx(str(p_lab)), labels)
+    np.testing.assert_array_equal(read_idx(str(p_lab)), labels)
 
 
 def test_read_idx_big_endian_int32(tmp_path):
     arr = np.array([[1, -2, 70000], [3, 4, 2**30]], dtype=np.int32)
-    out = S.read_idx(write_idx(tmp_path / "ints", arr))
+    out = read_idx(write_idx(tmp_path / "ints", arr))
     assert out.dtype == np.int32 and out.dtype.isnative
     np.testing.assert_array_equal(out, arr)
 
 
 def test_load_idx_split_round_trip(tmp_path):
     arrays = make_idx_dir(tmp_path / "mnist")
-    split = S.load_idx_split(tmp_path / "mnist", "mnist")
+    split = load_idx_split(tmp_path / "mnist", "mnist")
     assert len(split.train) == 30 and len(split.test) == 10
     assert split.train.images.shape == (30, 28, 28, 1) and split.train.images.dtype == np.uint8
     assert split.train.labels.dtype == np.int32
@@ -181,7 +184,7 @@ def test_load_idx_split_round_trip(tmp_path):
 
 def test_load_idx_split_fashion_class_names(tmp_path):
     make_idx_dir(tmp_path / "f", gz=False)
-    split = S.load_idx_split(tmp_path / "f", "fashion_mnist")
+    split = load_idx_split(tmp_path / "f", "fashion_mnist")
     assert split.test.class_names == S.FASHION_MNIST_CLASS_NAMES
     assert split.test.class_names[0] == "T-shirt/top" and split.test.class_names[9] == "Ankle boot"
 
@@ -190,7 +193,7 @@ def test_read_idx_truncated(tmp_path):
     path = write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((5, 28, 28), np.uint8))
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(UserError) as err:
-        S.read_idx(path)
+        read_idx(path)
     msg = str(err.value)
     assert str(path) in msg and "truncated" in msg and "re-download" in msg
     assert f"expected {16 + 5 * 784} bytes, got 1000" in msg
@@ -202,7 +205,7 @@ def test_read_idx_truncated_gzip(tmp_path):
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(UserError) as err:
-        S.read_idx(path)
+        read_idx(path)
     assert str(path) in str(err.value) and "re-download" in str(err.value)
 
 
@@ -210,7 +213,7 @@ def test_read_idx_bad_magic(tmp_path):
     path = tmp_path / "labels.idx"
     path.write_bytes(b"PK\x03\x04" + bytes(100))
     with pytest.raises(UserError) as err:
-        S.read_idx(path)
+        read_idx(path)
     msg = str(err.value)
     assert str(path) in msg and "magic" in msg and "re-download" in msg
 
@@ -219,26 +222,26 @@ def test_read_idx_trailing_bytes(tmp_path):
     path = write_idx(tmp_path / "labels", np.zeros((4,), np.uint8))
     path.write_bytes(path.read_bytes() + b"\x00\x00")
     with pytest.raises(UserError, match="expected 12 bytes"):
-        S.read_idx(path)
+        read_idx(path)
 
 
 def test_read_idx_missing(tmp_path):
     path = tmp_path / "nope-idx3-ubyte.gz"
     with pytest.raises(UserError) as err:
-        S.read_idx(path)
+        read_idx(path)
     assert str(path) in str(err.value) and "not found" in str(err.value)
 
 
 def test_load_idx_split_missing_dir_and_file(tmp_path):
     with pytest.raises(UserError) as err:
-        S.load_idx_split(tmp_path / "absent", "mnist")
+        load_idx_split(tmp_path / "absent", "mnist")
     assert str(tmp_path / "absent") in str(err.value)
     assert "--config.dataset=mnist_5k" in str(err.value)
 
     make_idx_dir(tmp_path / "partial")
     (tmp_path / "partial" / "t10k-labels-idx1-ubyte").unlink()
     with pytest.raises(UserError) as err:
-        S.load_idx_split(tmp_path / "partial", "fashion_mnist")
+        load_idx_split(tmp_path / "partial", "fashion_mnist")
     msg = str(err.value)
     assert str(tmp_path / "partial" / "t10k-labels-idx1-ubyte") in msg
     assert "apt-get install -y dataset-fashion-mnist" in msg
@@ -248,7 +251,7 @@ def test_load_idx_split_count_mismatch(tmp_path):
     make_idx_dir(tmp_path / "d", gz=False)
     write_idx(tmp_path / "d" / "train-labels-idx1-ubyte", np.zeros((29,), np.uint8))
     with pytest.raises(UserError, match="30 images but .* 29 labels"):
-        S.load_idx_split(tmp_path / "d", "mnist")
+        load_idx_split(tmp_path / "d", "mnist")
 
 
 # ----------------------------------------------------------------------------- CSV
@@ -452,27 +455,27 @@ def test_synthetic_split_deterministic_and_learnable(capsys):
     assert "synthetic" in capsys.readouterr().out
     assert len(split.train) == 256 and len(split.test) == 64
     assert split.train.images.shape == (256, 28, 28, 1) and split.train.images.dtype == np.uint8
-    again = S.synthetic_split()
+    again = synthetic_split()
     np.testing.assert_array_equal(split.train.images, again.train.images)
     np.testing.assert_array_equal(split.test.labels, again.test.labels)
-    assert not np.array_equal(S.synthetic_split(seed=1).train.images, again.train.images)
+    assert not np.array_equal(synthetic_split(seed=1).train.images, again.train.images)
     # A nearest-class-mean classifier separates the classes.
     x_tr = split.train.images.reshape(256, -1).astype(np.float64)
     x_te = split.test.images.reshape(64, -1).astype(np.float64)
     means = np.stack([x_tr[split.train.labels == c].mean(0) for c in range(10)])
     pred = np.argmin(((x_te[:, None, :] - means[None]) ** 2).sum(-1), axis=1)
     assert (pred == split.test.labels).mean() > 0.9
-    small = S.synthetic_split(num_train=20, num_test=6, num_classes=3, size=16)
+    small = synthetic_split(num_train=20, num_test=6, num_classes=3, size=16)
     assert small.train.images.shape == (20, 16, 16, 1) and small.train.num_classes == 3
     with pytest.raises(UserError):
-        S.synthetic_split(num_classes=100, size=28)
+        synthetic_split(num_classes=100, size=28)
 
 
 # ----------------------------------------------------------------------------- containers
 
 
 def _dataset(images, labels, num_classes=10):
-    return S.ImageDataset(
+    return ImageDataset(
         images=images,
         labels=labels,
         num_classes=num_classes,
@@ -501,15 +504,15 @@ def test_image_dataset_validation():
     with pytest.raises(UserError, match="3 images but 2 labels"):
         _dataset(images, np.array([0, 1], np.int32))
     with pytest.raises(UserError, match="class names"):
-        S.ImageDataset(images, np.array([0, 1, 2], np.int32), 10, "t", ("a",), "test")
+        ImageDataset(images, np.array([0, 1, 2], np.int32), 10, "t", ("a",), "test")
 
 
 def test_split_requires_matching_datasets():
     a = _dataset(np.zeros((2, 28, 28, 1), np.uint8), np.array([0, 1], np.int32))
     b = _dataset(np.zeros((2, 28, 28, 1), np.uint8), np.array([0, 1], np.int32), num_classes=2)
     with pytest.raises(UserError, match="classes"):
-        S.Split(train=a, test=b)
-    assert len(S.Split(train=a, test=a).test) == 2
+        Split(train=a, test=b)
+    assert len(Split(train=a, test=a).test) == 2
 
 
 def test_resolve_mnist_unprepared_tfds_copy_in_data_dir(tmp_path, isolated):
