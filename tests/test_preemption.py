@@ -231,6 +231,28 @@ def test_nan_loss_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
         assert np.all(np.isfinite(a)) and np.array_equal(a, b)
 
 
+def test_parameters_that_become_inf_while_the_loss_stays_finite_are_never_saved(tmp_path):
+    """A parameter the loss does not read turns inf; the loss stays finite, so only the
+    save's check of the parameters can see it (jaxdl.train.guards.FiniteGuard.save)."""
+    x, labels = _data()
+    state, step, loader = _mlp_run(x, labels)
+    params = jax.tree.map(lambda a: a, state.params)
+    unused = jnp.full((3,), jnp.inf)  # beside the MLP's own layers: no gradient reaches it
+    state = state.replace(params={**params, "unused": unused},
+                          opt_state=make_optimizer("adam", 1e-2).init({**params,
+                                                                         "unused": unused}))
+
+    def loss(p, batch, rng, model, train):
+        return LOSS({k: v for k, v in p.items() if k != "unused"}, batch, rng, model, train)
+
+    step = compile_step(make_train_step(loss, MLP((16, 3))))
+    with pytest.raises(NonFiniteLoss, match=r"the parameters became nan or inf by step 3 "
+                                            r"\(the loss was still finite\)"):
+        fit(state, step, loader, workdir=tmp_path, num_steps=6, checkpoint_every=3,
+            verbose=False)
+    assert _steps(tmp_path) == []  # nothing non-finite was saved
+
+
 def test_resuming_with_another_batch_size_is_a_user_error(tmp_path):
     x, labels = _data()
     state, step, loader = _mlp_run(x, labels, batch_size=8)
