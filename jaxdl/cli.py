@@ -160,21 +160,17 @@ def export(args) -> None:
     pretrained.check_expressible(config)
     with contextlib.redirect_stdout(io.StringIO()):
         r = run.load(args.workdir)
+    import jax
+    import numpy as np
+
     from jaxdl.train import local_copy
 
-    params = jax_to_numpy(local_copy(r.state.params))
+    params = jax.tree.map(np.asarray, jax.device_get(local_copy(r.state.params)))
     tokenizer = r.config.get("tokenizer") or None
     hf = pretrained.write_gpt2(args.out, r.config, params,
                                tokenizer=Path(tokenizer) if tokenizer else None)
     print(f"Wrote {args.out} (GPT-2: {hf['n_layer']} layers, width {hf['n_embd']}, "
           f"vocabulary {hf['vocab_size']}) from step {r.step} of {args.workdir}")
-
-
-def jax_to_numpy(tree):
-    import jax
-    import numpy as np
-
-    return jax.tree.map(np.asarray, jax.device_get(tree))
 
 
 def predict(args) -> None:

@@ -96,10 +96,10 @@ def _unprefixed(tensors: dict) -> dict:
 def params_from_hf(tensors: dict, num_heads: int, where: str = "the checkpoint") -> dict:
     """DecoderLM params (float32 numpy) from a GPT2LMHeadModel's tensors."""
     sd = _unprefixed(tensors)
-    head_of = {k: np.asarray(v) for k, v in tensors.items()}.get("lm_head.weight")
+    head_of = tensors.get("lm_head.weight", tensors.get(PREFIX + "lm_head.weight"))
     if "wte.weight" not in sd:
         raise UserError(f"{where} has no GPT-2 token table (transformer.wte.weight)")
-    if head_of is not None and not np.array_equal(head_of, sd["wte.weight"]):
+    if head_of is not None and not np.array_equal(np.asarray(head_of), sd["wte.weight"]):
         raise UserError(f"{where}: lm_head.weight differs from the token table; jaxdl "
                         "imports GPT-2 with its output layer tied")
     f32 = {k: np.asarray(v, np.float32) for k, v in sd.items()}

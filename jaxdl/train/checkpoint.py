@@ -24,8 +24,8 @@ Resume protocol (the Flax examples' convention):
 5. any other failure is not damage: a store that does not answer is retried with backoff
    (`JAXDL_IO_RETRY_SECONDS`), then it, device out-of-memory, a refused permission or an
    unknown error is one UserError naming the step and the cause; nothing is moved.
-`meta` carries what is not an array: the data position (`data_position`, checked
-against the loader on resume by `check_data_position`) and the curves so far.
+`meta` carries what is not an array: the data position (`jaxdl.train.position`, checked
+against the loader on resume) and the curves so far.
 """
 
 import contextlib
@@ -270,36 +270,6 @@ def remove_unfinished(directory: Path) -> list[str]:
                 _rmtree(path)
                 removed.append(path.name)
     return removed
-
-
-def data_position(loader, step: int) -> dict:
-    """What `meta` records of the data after `step` steps: the loader's own
-    `data_position(step)` (position, batch size, dataset size, seed: jaxdl.data.loader), or
-    for a loader without one, the position alone."""
-    if hasattr(loader, "data_position"):
-        return loader.data_position(step)
-    pos = loader.position(step)
-    return {"epoch": int(pos.epoch), "batch": int(pos.batch),
-            "batches_per_epoch": int(loader.batches_per_epoch)}
-
-
-def check_data_position(meta: dict, loader, step: int, directory) -> None:
-    """Raise a UserError when the loader of this run cannot continue where the checkpoint's
-    run stopped (another batch size, dataset or seed); checkpoints without a recorded
-    position (older runs) pass."""
-    saved = meta.get("data")
-    if not isinstance(saved, dict):
-        return
-    now = data_position(loader, step)
-    diff = [k for k in now if k in saved and saved[k] != now[k]]
-    if not diff:
-        return
-    what = ", ".join(f"{k} {saved[k]!r} then, {now[k]!r} now" for k in diff)
-    raise UserError(
-        f"checkpoint step {step} in {directory} was saved at data position epoch "
-        f"{saved.get('epoch')}, batch {saved.get('batch')} of a different loader ({what}); "
-        "resuming would not continue the same run: resume with the batch size, data and seed "
-        "it was saved with, or use a fresh --workdir")
 
 
 def _shape(value) -> tuple[int, ...] | None:

@@ -40,9 +40,10 @@ from tqdm.auto import tqdm
 
 from jaxdl import storage
 from jaxdl.errors import UserError
-from jaxdl.train.checkpoint import Checkpointer, check_data_position, data_position
+from jaxdl.train.checkpoint import Checkpointer
 from jaxdl.train.guards import FiniteGuard, Preempted, PreemptionWatch
 from jaxdl.train.lock import WorkdirLock
+from jaxdl.train.position import check_data_position, data_position
 from jaxdl.train.profile import StepProfiler
 from jaxdl.train.step import reduce_metrics
 from jaxdl.train.writer import MetricWriter
