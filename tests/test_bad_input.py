@@ -562,20 +562,29 @@ def test_quiet_stderr_drops_only_the_closed_loop_tracebacks():
     from jaxdl.train.noise import QuietStderr
 
     out = io.StringIO()
-    q = QuietStderr(out)
-    q.write("Epoch 1:  50%\r")
-    q.write("Traceback (most recent call last):\n  File a\nTraceback (most recent call last):\n")
-    q.write("  File b\nRuntimeError: Event loop is closed\n  File c\n")
-    q.write("RuntimeError: Event loop is closed\nerror: one line\n")
-    q.write("Traceback (most recent call last):\n  File d\nValueError: real\n")
+    writer = [0]  # which thread writes, as `threading.get_ident` would say
+    q = QuietStderr(out, thread=lambda: writer[0])
+
+    def write(thread, text):
+        writer[0] = thread
+        q.write(text)
+
+    write(0, "Epoch 1:  50%\r")
+    write(1, "Traceback (most recent call last):\n  File a\n")
+    write(2, "Traceback (most recent call last):\n")
+    write(2, "  File b\nRuntimeError: Event loop is closed\n")
+    write(1, "  File c\n")
+    write(1, "RuntimeError: Event loop is closed\n")
+    write(0, "error: one line\n")
+    write(3, "Traceback (most recent call last):\n  File d\nValueError: real\n")
     assert out.getvalue() == ("Epoch 1:  50%\rerror: one line\n"
                               "Traceback (most recent call last):\n  File d\nValueError: real\n")
     # The command's own error line, written while a noise traceback was half printed:
     out = io.StringIO()
-    q = QuietStderr(out)
-    q.write("Traceback (most recent call last):\n  File a\n    self._check_closed()\n")
-    q.write("error: no space left on the device; step 30 is kept\n")
-    q.write("    raise RuntimeError('Event loop is closed')\nRuntimeError: Event loop is closed\n")
+    q = QuietStderr(out, thread=lambda: writer[0])
+    write(1, "Traceback (most recent call last):\n  File a\n    self._check_closed()\n")
+    write(0, "error: no space left on the device; step 30 is kept\n")
+    write(1, "    raise RuntimeError('Event loop is closed')\nRuntimeError: Event loop is closed\n")
     assert out.getvalue() == "error: no space left on the device; step 30 is kept\n"
 
 

@@ -8,6 +8,7 @@ import json
 import random
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -200,6 +201,45 @@ def test_the_stderr_filter_drops_the_noise_and_loses_no_other_character(seed):
     assert out.getvalue() == "".join(p for p in parts if p != NOISE)
 
 
+@pytest.mark.parametrize("seed", range(10))
+def test_the_stderr_filter_reads_each_thread_on_its_own(seed):
+    """As CI once printed: three native threads write the closed-loop traceback at once, a
+    few characters per write ('RuntimeError: Traceback (most recent call last):' on one
+    line), while the main thread writes its own lines. Each write here runs on a real
+    thread of its own writer, in a random interleaving: the output is exactly the main
+    thread's lines, in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = random.Random(seed)
+    own = ["Checkpoint step 30 is unreadable (OUT_OF_RANGE); falling back to step 15.\n",
+           "Moved the damaged checkpoint step 30 aside to 30.damaged-1.\n",
+           "Trace of a user's own line\n"]
+    texts = [own[0] + own[1] + own[2], NOISE * 2, NOISE, NOISE + REAL[0]]
+    pieces = []
+    for writer, text in enumerate(texts):
+        i, mine = 0, []
+        while i < len(text):
+            n = rng.choice([1, 2, 7, 14])
+            mine.append((writer, text[i:i + n]))
+            i += n
+        pieces.append(mine)
+    order = []
+    while any(pieces):
+        order.append(rng.choice([p for p in pieces if p]).pop(0))
+    out = io.StringIO()
+    quiet = QuietStderr(out)
+    pools = [ThreadPoolExecutor(max_workers=1) for _ in texts]
+    try:
+        for writer, piece in order:
+            pools[writer].submit(quiet.write, piece).result()
+    finally:
+        for pool in pools:
+            pool.shutdown()
+    quiet.close()
+    assert out.getvalue().replace(REAL[0], "") == "".join(own)
+    assert REAL[0] in out.getvalue()
+
+
 def test_the_stderr_filter_passes_an_unfinished_traceback_at_close():
     out = io.StringIO()
     quiet = QuietStderr(out)
@@ -214,7 +254,10 @@ def test_the_stderr_filter_drops_noise_from_another_thread_mid_progress_bar():
     out = io.StringIO()
     quiet = QuietStderr(out)
     quiet.write("\rEpoch 1:  56%|#####6    | 9/16")
-    quiet.write(NOISE)
+    other = threading.Thread(target=quiet.write, args=(NOISE,))
+    other.start()
+    other.join()
+    quiet.write(NOISE)  # and from the bar's own thread, mid-line
     quiet.write("\rEpoch 1:  81%|########1 | 13/16\n")
     quiet.close()
     assert out.getvalue() == "\rEpoch 1:  56%|#####6    | 9/16\rEpoch 1:  81%|########1 | 13/16\n"

@@ -20,6 +20,7 @@ import io
 import logging
 import os
 import sys
+import threading
 
 
 @contextlib.contextmanager
@@ -98,74 +99,42 @@ class QuietStderr:
     closed' (tensorstore's callbacks into orbax's closed loop after a failed save or read,
     printed from native threads past any Python hook) and passes everything else through.
 
-    Only lines from a traceback header on are held, until the traceback's exception line
-    (its first unindented line) arrives: noise is dropped, anything else is written in
-    full. Threads may interleave tracebacks (each header waits for its own exception line)
-    and jaxdl's own `error: ...` line, which is written at once. A traceback longer than
-    `LIMIT` lines, or one still held at `close()` (at exit), is written as it is."""
+    Each thread's writes are read on their own: several native threads print their
+    tracebacks at once, a few characters per write, so only per thread is a traceback
+    contiguous. Only lines from a traceback header on are held, until the traceback's
+    exception line (its first unindented line) arrives: noise is dropped, anything else is
+    written in full. A traceback longer than `LIMIT` lines, or one still held at `close()`
+    (at exit), is written as it is."""
 
     HEADER = "Traceback (most recent call last):"
     NOISE = "RuntimeError: Event loop is closed"
-    OWN = "error: "
     LIMIT = 500
 
-    def __init__(self, stream):
+    def __init__(self, stream, *, thread=threading.get_ident):
         self.stream = stream
-        self.held: list[str] = []  # complete lines of open tracebacks
-        self.partial = ""  # an unfinished line that may be (or be part of) a traceback
-        self.headers = self.ends = 0
-        self.real = False
-        self.line_start = True
+        self.thread = thread  # who is writing; a test may interleave its own writers
+        self.writers: dict[int, _ThreadText] = {}
+        self.lock = threading.Lock()
 
     def write(self, text: str) -> int:
-        if not self.held and not self.partial and text.startswith(self.HEADER):
-            self.line_start = True  # another thread's traceback, written mid-line (a bar)
-        data, self.partial = self.partial + text, ""
-        *lines, last = data.split("\n")
-        for line in lines:
-            self._line(line + "\n")
-        if self.held or (self.line_start and (last.startswith(self.HEADER)
-                                              or self.HEADER.startswith(last))):
-            self.partial = last  # wait for the rest of the line
-        elif last:
-            self.stream.write(last)
-            self.line_start = last.endswith("\r")
+        who = self.thread()
+        writer = self.writers.get(who)
+        if writer is None:
+            writer = self.writers[who] = _ThreadText(self)
+        writer.write(text)
+        if writer.idle():
+            del self.writers[who]
         return len(text)
 
-    def _line(self, line: str) -> None:
-        text = line.rstrip("\n")
-        if not self.held:
-            if self.line_start and text.startswith(self.HEADER):
-                self.held, self.headers, self.ends, self.real = [line], 1, 0, False
-            else:
-                self.stream.write(line)
-                self.line_start = True
-            return
-        if text.startswith(self.HEADER):
-            self.headers += 1
-        elif text and not text[0].isspace():
-            if text.startswith(self.OWN):  # the command's own line, mid-traceback
-                self.stream.write(line)
-                return
-            self.ends += 1  # an exception line closes the oldest open traceback
-            self.real = self.real or text != self.NOISE
-        self.held.append(line)
-        if self.ends >= self.headers or len(self.held) > self.LIMIT:
-            self._release(write=self.real or self.ends < self.headers)
-
-    def _release(self, *, write: bool) -> None:
-        if write:
-            self.stream.write("".join(self.held))
-        self.held, self.headers, self.ends, self.real = [], 0, 0, False
-        self.line_start = True
+    def _emit(self, text: str) -> None:
+        with self.lock:
+            self.stream.write(text)
 
     def close(self) -> None:
         """Write whatever is still held (an unfinished traceback, a partial line)."""
-        if self.held:
-            self._release(write=True)
-        if self.partial:
-            self.stream.write(self.partial)
-            self.partial = ""
+        for writer in list(self.writers.values()):
+            writer.close()
+        self.writers.clear()
         self.stream.flush()
 
     def flush(self) -> None:
@@ -173,6 +142,69 @@ class QuietStderr:
 
     def __getattr__(self, name):
         return getattr(self.stream, name)
+
+
+class _ThreadText:
+    """One thread's text through `QuietStderr`: lines pass at once unless a traceback is
+    open, whose lines are held until it ends."""
+
+    def __init__(self, owner: QuietStderr):
+        self.owner = owner
+        self.held: list[str] = []  # complete lines of open tracebacks
+        self.partial = ""  # an unfinished line that may be (or be part of) a traceback
+        self.headers = self.ends = 0
+        self.real = False
+        self.line_start = True
+
+    def idle(self) -> bool:
+        return not self.held and not self.partial and self.line_start
+
+    def write(self, text: str) -> None:
+        header = self.owner.HEADER
+        if not self.held and not self.partial and text.startswith(header):
+            self.line_start = True  # a traceback written mid-line (after a progress bar)
+        data, self.partial = self.partial + text, ""
+        *lines, last = data.split("\n")
+        for line in lines:
+            self._line(line + "\n")
+        if self.held or (self.line_start and (last.startswith(header)
+                                              or header.startswith(last))):
+            self.partial = last  # wait for the rest of the line
+        elif last:
+            self.owner._emit(last)
+            self.line_start = last.endswith("\r")
+
+    def _line(self, line: str) -> None:
+        text = line.rstrip("\n")
+        header = self.owner.HEADER
+        if not self.held:
+            if self.line_start and text.startswith(header):
+                self.held, self.headers, self.ends, self.real = [line], 1, 0, False
+            else:
+                self.owner._emit(line)
+                self.line_start = True
+            return
+        if text.startswith(header):
+            self.headers += 1
+        elif text and not text[0].isspace():
+            self.ends += 1  # an exception line closes the oldest open traceback
+            self.real = self.real or text != self.owner.NOISE
+        self.held.append(line)
+        if self.ends >= self.headers or len(self.held) > self.owner.LIMIT:
+            self._release(write=self.real or self.ends < self.headers)
+
+    def _release(self, *, write: bool) -> None:
+        if write:
+            self.owner._emit("".join(self.held))
+        self.held, self.headers, self.ends, self.real = [], 0, 0, False
+        self.line_start = True
+
+    def close(self) -> None:
+        if self.held:
+            self._release(write=True)
+        if self.partial:
+            self.owner._emit(self.partial)
+            self.partial = ""
 
 
 def _drop_closed_loop_noise(previous):
