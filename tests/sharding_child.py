@@ -36,7 +36,8 @@ TINY = {
 }
 MESHES = {"data8": (8, 1, 1), "fsdp8": (1, 8, 1), "data2_fsdp4": (2, 4, 1),
           "data2_fsdp2_tensor2": (2, 2, 2)}
-MESHES_OF = {"image_classifier": ("fsdp8",)}  # see test_sharding
+MESHES_OF = {"image_classifier": ("fsdp8",),  # why: test_sharding.py
+             "text2img": ("fsdp8", "data2_fsdp2_tensor2")}
 
 
 def batches(recipe, config, data):

@@ -17,14 +17,17 @@ from jaxdl.errors import UserError
 from jaxdl.train import sharding
 from jaxdl.train.mesh import mesh_shape
 from tests.processes import Processes, child_report
+from tests.sharding_child import MESHES, MESHES_OF
 
 HERE = Path(__file__).resolve().parent
 RECIPES = ("decoder_lm", "image_classifier", "text2img")
-ALL_MESHES = ("data8", "fsdp8", "data2_fsdp4", "data2_fsdp2_tensor2")
-# MyNet's (data 8) is test_parallel's eight-device test; it has no tensor-parallel axes, so
-# its other meshes are FSDP at smaller sizes. Its 9.4M-parameter compile per mesh is the
-# suite's time, so it runs (fsdp 8) here (all four measured equal, 2026-12-02).
-MESHES = {"image_classifier": ("fsdp8",)}
+# Every recipe runs on one device and on each of sharding_child.MESHES, but for
+# sharding_child.MESHES_OF: MyNet's (data 8) is test_parallel's eight-device test; it has no
+# tensor-parallel axes, so its other meshes are FSDP at smaller sizes. Its 9.4M-parameter
+# compile per mesh is the suite's time, so it runs (fsdp 8) here (all four measured equal,
+# 2026-12-02). The UNet's compile per mesh is about 23 s of this test (2-core Xeon,
+# 2026-12-06): it runs the two meshes that split its state (fsdp 8, and all three axes);
+# its data parallelism is test_recipes_parallel's four-device test.
 # Each mesh step starts from the one-device state before it (sharding_child.train), so
 # each gap is one step's rounding. Measured on a 2-core AMD EPYC (AVX2), 2026-12-05:
 # - the loss: 4.8e-7 at most (1.4e-7 relative), float32, every recipe and mesh;
@@ -60,7 +63,7 @@ def test_meshes_train_as_one_device_split_the_state_and_move_checkpoints(tmp_pat
                                    rtol=tol, atol=tol, err_msg=key)
         assert got["update_diff"] < UPDATE_TOL[recipe], (key, diffs)  # every gap, to re-measure
     assert sorted(report) == sorted(
-        [f"{r}/{m}" for r in RECIPES for m in ("one",) + MESHES.get(r, ALL_MESHES)]
+        [f"{r}/{m}" for r in RECIPES for m in ("one",) + MESHES_OF.get(r, tuple(MESHES))]
         + ["restore", "decoder_lm_options/one", "decoder_lm_options/data2_fsdp2_tensor2"])
     for recipe in RECIPES:  # (fsdp 8): every leaf over 4096 elements split 8 ways
         got = report[f"{recipe}/fsdp8"]
@@ -73,6 +76,8 @@ def test_meshes_train_as_one_device_split_the_state_and_move_checkpoints(tmp_pat
 
 
 def _two_processes(workdir: Path, **env) -> Processes:
+    """Both under one persistent compilation cache, as a user's reruns would be: the runs
+    after the first hang in their first step unless jaxdl turns it off (mesh.py)."""
     return Processes([HERE / "fsdp_process_child.py", workdir], workdir, bind_env="FSDP_CHILD_BIND",
                      JAX_COMPILATION_CACHE_DIR=workdir.parent / "jax_cache",
                      JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0, **env)
@@ -97,6 +102,8 @@ def test_two_process_fsdp_run_killed_with_sigkill_resumes_bitwise(tmp_path):
     with _two_processes(tmp_path / "cut") as resumed:
         assert resumed.finish(150) == [0, 0], resumed.text()
         text = resumed.text()
+    assert "notice: the persistent compilation cache (JAX_COMPILATION_CACHE_DIR) is off" in (
+        resumed.logs[0].read_text())
     assert "Resuming from checkpoint step 4 " in text or "Resuming from checkpoint step 6 " in (
         text), text
     # Restored onto this process's one device: the same bits, every leaf of the state.

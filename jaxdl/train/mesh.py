@@ -7,6 +7,7 @@ batch splits over it, and joining a multi-host run (`initialize_distributed`).
 
 import math
 import os
+import sys
 
 import jax
 import numpy as np
@@ -51,7 +52,23 @@ def initialize_distributed(coordinator_address: str | None = None,
             f"(coordinator_address={coordinator_address}, num_processes={num_processes}, "
             f"process_id={process_id}); set JAX_COORDINATOR_ADDRESS=host:port, "
             "JAX_NUM_PROCESSES and JAX_PROCESS_ID on every process") from None
+    _no_compilation_cache_across_cpu_processes()
     return True
+
+
+def _no_compilation_cache_across_cpu_processes() -> None:
+    """JAX writes its persistent compilation cache from process 0 only, so on a rerun process
+    0 loads a step the other processes compile afresh; on CPU (jax 0.12) the two programs'
+    collectives then wait for each other for ever in the first step (a 2-process FSDP rerun:
+    stuck for 150 s, 12 s with the cache off). Multi-process CPU runs therefore compile
+    without it, and say so once."""
+    if jax.default_backend() != "cpu" or not jax.config.jax_compilation_cache_dir:
+        return
+    jax.config.update("jax_enable_compilation_cache", False)
+    if jax.process_index() == 0:
+        print("notice: the persistent compilation cache (JAX_COMPILATION_CACHE_DIR) is off for "
+              "this multi-process CPU run: its processes would run different compiles of a "
+              "step and wait for each other", file=sys.stderr, flush=True)
 
 
 def _env_int(name: str, value: int | None) -> int | None:
