@@ -15,6 +15,7 @@
                   GPT-2 (config.json, model.safetensors), for nanoGPT's architecture
     jaxdl data prepare --source=SOURCE --out DIR   an image source (or text:NAME|PATH) as
                   an array_record dataset, for --config.dataset (text_path)=array_record:DIR
+                  (texts: --level char|word, or --tokenizer PATH for a BPE tokenizer's ids)
     jaxdl data tokenizer --source=text:NAME|PATH --vocab-size N --out DIR   a byte-level
                   BPE tokenizer.json learned from a text (deterministic, offline)
 
@@ -270,6 +271,9 @@ def parser() -> argparse.ArgumentParser:
                    help="text sources: characters or words")
     p.add_argument("--val_fraction", type=float, default=0.1,
                    help="text sources: the last fraction validates (the LMs' split)")
+    p.add_argument("--tokenizer", type=Path, default=None,
+                   help="text sources: a tokenizer.json (byte-level BPE) to tokenize with, "
+                        "kept in DIR; runs on the dataset use it")
     p = _add(data, "tokenizer", "learn a byte-level BPE tokenizer (GPT-2's kind) from a "
                                 "text, offline and deterministically: DIR/tokenizer.json")
     p.add_argument("--source", required=True, help="text:tinyshakespeare or text:PATH")
@@ -326,7 +330,7 @@ def _command(args) -> None:
         from jaxdl.data import prepare
 
         meta = prepare.prepare(args.source, args.out, args.data_dir, level=args.level,
-                               val_fraction=args.val_fraction)
+                               val_fraction=args.val_fraction, tokenizer=args.tokenizer)
         splits = ", ".join(f"{n:,} {k}" for k, n in meta["splits"].items())
         key = "text_path" if meta["kind"] == "text" else "dataset"
         print(f"Wrote {args.out} ({splits} {'tokens' if key == 'text_path' else 'images'}); "

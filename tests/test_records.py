@@ -134,3 +134,54 @@ def test_a_200k_record_dataset_trains_without_being_loaded_whole(tmp_path):
     assert r["images"] == 200_000 and r["image_bytes"] == 156_800_000
     assert len(r["losses"]) == 20 and all(np.isfinite(r["losses"]))
     assert r["peak_growth"] < r["image_bytes"] / 2, r["peak_growth"]
+
+
+def test_a_text_prepared_with_a_tokenizer_gives_its_ids_and_brings_it_to_the_run(tmp_path):
+    """`--tokenizer PATH`: the ids equal a run's on the text with `--config.tokenizer`, the
+    tokenizer is kept in the dataset and becomes the run's; mismatches are one line."""
+    from jaxdl import recipes, run
+    from jaxdl.config import apply_overrides
+    from jaxdl.data import bpe
+
+    out = tmp_path / "shakespeare_bpe"
+    assert cli.main(["data", "prepare", "--source=text:tinyshakespeare", "--tokenizer",
+                     str(bpe.EMBEDDED), "--out", str(out)]) == 0
+    assert (out / "tokenizer.json").read_bytes() == bpe.EMBEDDED.read_bytes()
+    recipe = recipes.get("decoder_lm")
+    mem = recipe.load_data(apply_overrides(recipe.get_config(),
+                                           {"tokenizer": str(bpe.EMBEDDED)}))
+    config = apply_overrides(recipe.get_config(), {"text_path": f"array_record:{out}"})
+    disk = recipe.load_data(config)
+    assert disk.level == mem.level == "bpe" and len(disk.vocab) == len(mem.vocab) == 512
+    assert len(disk.train_ids) == len(mem.train_ids) and len(disk.val_ids) == len(mem.val_ids)
+    idx = np.arange(0, len(mem.train_ids), 997)
+    assert np.array_equal(disk.train_ids[idx], mem.train_ids[idx])
+    assert np.array_equal(disk.val_ids[:], mem.val_ids)
+    assert config.tokenizer == str((out / "tokenizer.json").resolve())  # config.json's
+    tiny = {"num_layers": "1", "dim": "32", "num_heads": "2", "seq_len": "16",
+            "batch_size": "8", "num_steps": "2", "batches_per_epoch": "2", "val_windows": "8",
+            "eval_batch_size": "8", "sample_tokens": "4", "text_path": f"array_record:{out}"}
+    results = run.train(apply_overrides(recipe.get_config(), tiny), tmp_path / "run")
+    assert results["step"] == 2 and results["tokenizer"] == config.tokenizer
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["tokenizer"] == (
+        config.tokenizer)
+
+    other = bpe.save(bpe.train("the cat sat on the mat\n" * 50, 300), tmp_path / "other")
+    with pytest.raises(UserError, match="another tokenizer than --config.tokenizer"):
+        recipe.load_data(apply_overrides(recipe.get_config(), {
+            "text_path": f"array_record:{out}", "tokenizer": str(other)}))
+    with pytest.raises(UserError, match="holds BPE tokens.*asks for word-level"):
+        rnn = recipes.get("rnn_lm")
+        rnn.load_data(apply_overrides(rnn.get_config(), {"level": "word",
+                                                         "text_path": f"array_record:{out}"}))
+    chars = tmp_path / "chars"
+    assert cli.main(["data", "prepare", "--source=text:tinyshakespeare", "--out",
+                     str(chars)]) == 0
+    with pytest.raises(UserError, match="holds char-level tokens.*--tokenizer PATH"):
+        recipe.load_data(apply_overrides(recipe.get_config(), {
+            "text_path": f"array_record:{chars}", "tokenizer": str(bpe.EMBEDDED)}))
+    with pytest.raises(UserError, match="--tokenizer tokenizes texts"):
+        prepare.prepare("synthetic", tmp_path / "x", tokenizer=bpe.EMBEDDED)
+    with pytest.raises(UserError, match="--tokenizer and --level word"):
+        prepare.prepare("text:tinyshakespeare", tmp_path / "y", level="word",
+                        tokenizer=bpe.EMBEDDED)

@@ -38,6 +38,14 @@ def train_source(source: str, vocab_size: int, out: str | Path) -> Path:
     return save(train(text, vocab_size), out)
 
 
+def encode_split(vocab: "BpeVocab", text: str, val_fraction: float):
+    """`(train_ids, val_ids)`: the text cut by characters as nanoGPT cuts it (the last
+    `val_fraction` validates), then each part encoded, so no token spans the cut."""
+    from jaxdl.data import text as textdata
+
+    return tuple(vocab.encode(part) for part in textdata.train_val_split(text, val_fraction))
+
+
 def train(text: str, vocab_size: int):
     """A byte-level BPE `tokenizers.Tokenizer` of `vocab_size` tokens learned on `text`."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

@@ -10,7 +10,8 @@ source jaxdl reads (`mnist_5k`, `mnist`, `fashion_mnist`, `tfds:NAME`, `syntheti
 and `--config.dataset=array_record:DIR` trains on it. A text (`--source=text:NAME` for an
 embedded corpus, `text:PATH` for a file) is written as its token ids, split as the
 language models split it (the first 90% train), in chunks of `TOKEN_CHUNK` ids a record
-(`DIR/<split>/tokens.array_record`, the vocabulary in meta.json), and
+(`DIR/<split>/tokens.array_record`, the vocabulary in meta.json, or a BPE tokenizer's
+ids with its copy in `DIR/tokenizer.json` when prepared with `--tokenizer PATH`), and
 `--config.text_path=array_record:DIR` trains the language models on it through
 `TokenArray`, which reads only the chunks a batch's windows touch.
 
@@ -32,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxdl.data.bpe import FILE, BpeVocab
 from jaxdl.data.image_dataset import ImageDataset, Split
 from jaxdl.data.vocab import Vocab
 from jaxdl.errors import UserError
@@ -171,8 +173,11 @@ def load_text(directory: str | Path):
     directory = Path(directory).expanduser()
     meta = _meta(directory, "text", "the language models read text datasets "
                                     "(jaxdl data prepare --source=text:NAME)")
-    vocab = Vocab(meta["tokens"], level=meta["level"], specials=meta["specials"],
-                  unk=meta["unk"])
+    if meta["level"] == "bpe":  # prepared with --tokenizer: its copy beside the tokens
+        vocab = BpeVocab(directory / FILE)
+    else:
+        vocab = Vocab(meta["tokens"], level=meta["level"], specials=meta["specials"],
+                      unk=meta["unk"])
     ids = [TokenArray(directory / name / "tokens.array_record", meta["splits"][name],
                       meta["chunk"]) for name in TEXT_SPLITS]
     return vocab, *ids

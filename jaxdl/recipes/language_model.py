@@ -7,6 +7,7 @@ A subclass gives the model and optimizer (`build`) and its generator (`generate`
 
 import dataclasses
 import json
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -69,10 +70,8 @@ class LanguageModel(Recipe):
             from jaxdl.data import records
 
             vocab, train_ids, val_ids = records.load_text(config.text_path[len("array_record:"):])
-            if vocab.level != level:
-                raise UserError(f"{config.text_path} holds {vocab.level}-level tokens, this "
-                                f"run asks for {level}; prepare it with --level {level}")
-            return TextData(vocab, train_ids, val_ids, level)
+            _check_prepared(config, vocab, level)
+            return TextData(vocab, train_ids, val_ids, vocab.level)
         text = textdata.load_text(config.text, config.text_path)
         if config.get("tokenizer"):
             return self._bpe_data(config, text, level)
@@ -84,17 +83,14 @@ class LanguageModel(Recipe):
     def _bpe_data(config, text: str, level: str) -> TextData:
         """The text split by characters as nanoGPT splits it, then each part tokenized with
         the tokenizer; its path is made absolute in the config (config.json then finds it)."""
-        from jaxdl.data.bpe import BpeVocab
+        from jaxdl.data import bpe
 
         if level != "char":
             raise UserError(f"--config.tokenizer and --config.level={level} both choose the "
                             "tokens; give one of them")
-        vocab = BpeVocab(config.tokenizer)
+        vocab = bpe.BpeVocab(config.tokenizer)
         config.tokenizer = str(vocab.path.resolve())
-        if not 0.0 <= config.val_fraction < 1.0:
-            raise UserError(f"val_fraction must be in [0, 1), got {config.val_fraction}")
-        cut = int(len(text) * (1.0 - config.val_fraction))
-        return TextData(vocab, vocab.encode(text[:cut]), vocab.encode(text[cut:]), "bpe")
+        return TextData(vocab, *bpe.encode_split(vocab, text, config.val_fraction), "bpe")
 
     def train_loader(self, config, data, **shard):
         print(f"Training on {len(data.train_ids):,} {data.level} tokens, validating on "
@@ -230,3 +226,28 @@ class LanguageModel(Recipe):
 
 def example_tokens(config):
     return jnp.zeros((1, config.seq_len), jnp.int32)
+
+
+def _check_prepared(config, vocab, level: str) -> None:
+    """A prepared text's tokens are the ones this run asks for; a BPE one's tokenizer becomes
+    the run's (`config.tokenizer`: sampling and evaluation read it from config.json)."""
+    where = config.text_path
+    if vocab.level != "bpe":
+        if config.get("tokenizer"):
+            raise UserError(f"{where} holds {vocab.level}-level tokens, this run asks for "
+                            f"--config.tokenizer; prepare it with `jaxdl data prepare "
+                            "--source=text:... --tokenizer PATH`")
+        if vocab.level != level:
+            raise UserError(f"{where} holds {vocab.level}-level tokens, this run asks for "
+                            f"{level}; prepare it with --level {level}")
+        return
+    if level != "char":
+        raise UserError(f"{where} holds BPE tokens (its own tokenizer.json), this run asks for "
+                        f"{level}-level ones; leave the level out")
+    if config.get("tokenizer") and (Path(config.tokenizer).expanduser().read_bytes()
+                                    != vocab.path.read_bytes()):
+        raise UserError(f"{where} was tokenized with another tokenizer than "
+                        f"--config.tokenizer={config.tokenizer}; leave --config.tokenizer out "
+                        "(the dataset's own is used) or prepare it with this one")
+    if "tokenizer" in config:
+        config.tokenizer = str(vocab.path.resolve())
