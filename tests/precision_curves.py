@@ -2,6 +2,7 @@
 tests/test_precision.py and the curves of docs/accelerators.md:
 
     .venv/bin/python -m tests.precision_curves   # prints the measured gaps
+    .venv/bin/python -m tests.precision_curves --report RECIPE   # the test's child
 """
 
 import jax
@@ -63,5 +64,13 @@ def second_half_gap(f32: np.ndarray, bf16: np.ndarray) -> float:
 
 
 if __name__ == "__main__":
-    for name in CASES:
-        print(name, gaps(name), flush=True)
+    import json
+    import sys
+
+    if sys.argv[1:2] == ["--report"]:  # tests/test_precision.py's child: both curves
+        name = sys.argv[2]
+        print("REPORT " + json.dumps({d: losses(name, d).tolist()
+                                      for d in ("float32", "bfloat16")}), flush=True)
+    else:
+        for name in CASES:
+            print(name, gaps(name), flush=True)

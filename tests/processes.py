@@ -28,6 +28,16 @@ def cpu_env(devices: int, **extra) -> dict:
     return env
 
 
+def optimised_env() -> dict:
+    """This environment at XLA's default optimisation (conftest.py lowers it for the suite's
+    compiles): for a child that runs a long loop rather than compiling many programs."""
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = re.sub(r"--xla_backend_optimization_level=\S+", "",
+                              env.get("XLA_FLAGS", "")).strip()
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -90,10 +100,12 @@ class Processes:
                 p.wait()
 
 
-def child_report(argv: list, *, devices: int | None = None, timeout: float = 900) -> dict:
-    """Run `argv` (after the interpreter; with `devices` fake CPU devices if given) and
-    return the JSON of its `REPORT {...}` line; its stderr's tail if it fails."""
-    env = cpu_env(devices) if devices else dict(os.environ)
+def child_report(argv: list, *, devices: int | None = None, timeout: float = 900,
+                 env: dict | None = None) -> dict:
+    """Run `argv` (after the interpreter; with `devices` fake CPU devices if given, else in
+    `env`, default this environment) and return the JSON of its `REPORT {...}` line; its
+    stderr's tail if it fails."""
+    env = cpu_env(devices) if devices else (env or dict(os.environ))
     proc = subprocess.run([sys.executable, *map(str, argv)], env=env, capture_output=True,
                           text=True, timeout=timeout, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
