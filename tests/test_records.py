@@ -170,6 +170,9 @@ def test_a_text_prepared_with_a_tokenizer_gives_its_ids_and_brings_it_to_the_run
     with pytest.raises(UserError, match="another tokenizer than --config.tokenizer"):
         recipe.load_data(apply_overrides(recipe.get_config(), {
             "text_path": f"array_record:{out}", "tokenizer": str(other)}))
+    with pytest.raises(UserError, match="nope.json does not exist"):
+        recipe.load_data(apply_overrides(recipe.get_config(), {
+            "text_path": f"array_record:{out}", "tokenizer": str(tmp_path / "nope.json")}))
     with pytest.raises(UserError, match="holds BPE tokens.*asks for word-level"):
         rnn = recipes.get("rnn_lm")
         rnn.load_data(apply_overrides(rnn.get_config(), {"level": "word",

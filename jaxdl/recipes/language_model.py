@@ -7,13 +7,13 @@ A subclass gives the model and optimizer (`build`) and its generator (`generate`
 
 import dataclasses
 import json
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxdl import plots
+from jaxdl.data import bpe
 from jaxdl.data import text as textdata
 from jaxdl.data.loader import WindowLoader, eval_windows
 from jaxdl.errors import UserError
@@ -83,8 +83,6 @@ class LanguageModel(Recipe):
     def _bpe_data(config, text: str, level: str) -> TextData:
         """The text split by characters as nanoGPT splits it, then each part tokenized with
         the tokenizer; its path is made absolute in the config (config.json then finds it)."""
-        from jaxdl.data import bpe
-
         if level != "char":
             raise UserError(f"--config.tokenizer and --config.level={level} both choose the "
                             "tokens; give one of them")
@@ -244,10 +242,9 @@ def _check_prepared(config, vocab, level: str) -> None:
     if level != "char":
         raise UserError(f"{where} holds BPE tokens (its own tokenizer.json), this run asks for "
                         f"{level}-level ones; leave the level out")
-    if config.get("tokenizer") and (Path(config.tokenizer).expanduser().read_bytes()
+    if config.get("tokenizer") and (bpe.BpeVocab(config.tokenizer).path.read_bytes()
                                     != vocab.path.read_bytes()):
         raise UserError(f"{where} was tokenized with another tokenizer than "
                         f"--config.tokenizer={config.tokenizer}; leave --config.tokenizer out "
                         "(the dataset's own is used) or prepare it with this one")
-    if "tokenizer" in config:
-        config.tokenizer = str(vocab.path.resolve())
+    config.tokenizer = str(vocab.path.resolve())
