@@ -15,15 +15,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def cpu_env(devices: int, **extra) -> dict:
-    """This environment with `devices` fake CPU devices (and `extra` variables), the
+def _child_env(flag: str, value=None) -> dict:
+    """This environment with XLA flag `flag` removed (and set to `value` if given), the
     repository on the path (children import `tests.` helpers)."""
     env = dict(os.environ)
-    flags = re.sub(r"--xla_force_host_platform_device_count=\S+", "", env.get("XLA_FLAGS", ""))
-    env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={devices}".strip()
+    flags = re.sub(rf"--{flag}=\S+", "", env.get("XLA_FLAGS", ""))
+    env["XLA_FLAGS"] = " ".join(filter(None, [flags.strip()] + (
+        [] if value is None else [f"--{flag}={value}"])))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def cpu_env(devices: int, **extra) -> dict:
+    """This environment with `devices` fake CPU devices (and `extra` variables)."""
+    env = _child_env("xla_force_host_platform_device_count", devices)
     env["JAX_PLATFORMS"] = "cpu"
     env.pop("JAX_NUM_CPU_DEVICES", None)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
@@ -31,11 +38,7 @@ def cpu_env(devices: int, **extra) -> dict:
 def optimised_env() -> dict:
     """This environment at XLA's default optimisation (conftest.py lowers it for the suite's
     compiles): for a child that runs a long loop rather than compiling many programs."""
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = re.sub(r"--xla_backend_optimization_level=\S+", "",
-                              env.get("XLA_FLAGS", "")).strip()
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    return env
+    return _child_env("xla_backend_optimization_level")
 
 
 def free_port() -> int:
