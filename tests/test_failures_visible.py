@@ -2,6 +2,7 @@
 the stderr filter losing no line, imports leaving process-wide state alone, mirror pushes
 and the multi-host preemption service reporting their failures."""
 
+import contextlib
 import errno
 import io
 import json
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -18,6 +20,7 @@ import pytest
 
 from jaxdl import storage, storage_errors
 from jaxdl.errors import UserError
+from jaxdl.train import noise
 from jaxdl.train.checkpoint import Checkpointer
 from jaxdl.train.noise import QuietStderr
 
@@ -274,13 +277,48 @@ def test_a_process_that_dies_mid_traceback_still_prints_it():
                                               '  File "q"\n'), r.stderr
 
 
+def test_only_orbaxs_unawaited_write_coroutine_is_silenced_even_at_exit():
+    """A save cut short by a full disk left orbax's `write_fragment` coroutine unawaited: CI
+    printed Python's warning for it after the save's one-line error. That coroutine alone is
+    silent, collected in the run or at exit; another never-awaited coroutine still warns, and
+    a caller's own warning filters come back when the filters end."""
+    code = """
+import gc, sys, warnings
+from jaxdl.train.noise import command_line_filters
+
+def async_serialize_from_host():
+    async def write_fragment():
+        pass
+    return write_fragment()
+
+async def forgotten():
+    pass
+
+kept = []
+with command_line_filters():
+    async_serialize_from_host()  # collected at once
+    kept.append(async_serialize_from_host())  # collected at exit
+    forgotten()
+    gc.collect()
+"""
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "forgotten' was never awaited" in r.stderr and "write_fragment" not in r.stderr, (
+        r.stderr)
+    before = list(warnings.filters)
+    with contextlib.redirect_stderr(io.StringIO()), noise.command_line_filters():
+        assert len(warnings.filters) == len(before) + 1
+    assert warnings.filters == before
+
+
 # ------------------------------------------------------------------ imports
 
 
 def test_importing_jaxdl_changes_no_hooks_or_loggers():
     """A researcher who imports the train step keeps their own hooks and logging."""
     code = """
-import importlib, logging, pkgutil, sys, threading
+import importlib, logging, pkgutil, sys, threading, warnings
 import jaxdl
 def snapshot():
     loggers = {n: (lg.level, list(lg.filters), list(lg.handlers), lg.disabled)
@@ -288,7 +326,7 @@ def snapshot():
                              ("asyncio", logging.getLogger("asyncio")),
                              ("orbax", logging.getLogger("orbax"))]}
     return (sys.excepthook, sys.unraisablehook, threading.excepthook, sys.stderr, sys.stdout,
-            loggers)
+            loggers, list(warnings.filters))
 import absl.logging  # the libraries' own import-time set-up is theirs, not jaxdl's
 import orbax.checkpoint, jax, flax, optax
 before = snapshot()

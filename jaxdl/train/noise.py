@@ -10,7 +10,8 @@ entries alone, installs for the command's run:
   orbax's "no per-process OCDBT files to merge" warning after each save with OCDBT off;
 - `sys.unraisablehook` / `sys.excepthook` filters for the failed-read coroutines and for
   tensorstore's callbacks into orbax's closed event loop;
-- `QuietStderr` for the same closed-loop tracebacks printed from native threads.
+- `QuietStderr` for the same closed-loop tracebacks printed from native threads;
+- a warnings filter for the one write coroutine an interrupted orbax save leaves unawaited.
 Each drops only those exact messages; everything else passes through unchanged.
 """
 
@@ -21,6 +22,7 @@ import logging
 import os
 import sys
 import threading
+import warnings
 
 
 @contextlib.contextmanager
@@ -232,6 +234,14 @@ def _drop_orbax_read_noise(previous):
     return hook
 
 
+# A save cut short (a full disk, a refused write) can leave one of orbax's write coroutines
+# never started; Python warns when it is collected, often at exit, after the save's own
+# one-line error (seen in CI: `<sys>:0: RuntimeWarning: coroutine
+# 'async_serialize_from_host.<locals>.write_fragment' was never awaited`).
+_UNAWAITED_WRITE = (r"coroutine 'async_serialize_from_host\.<locals>\.write_fragment' "
+                    r"was never awaited")
+
+
 @contextlib.contextmanager
 def command_line_filters():
     """The filters above, for a command's run. On the process's own stderr they stay until
@@ -248,6 +258,9 @@ def command_line_filters():
         ("asyncio", _DropFailedReadTasks()), ("gcsfs", _DropOutOfRetries()))]
     for logger, f in filters:
         logger.addFilter(f)
+    caught = warnings.catch_warnings()  # restores the caller's warning filters
+    caught.__enter__()
+    warnings.filterwarnings("ignore", _UNAWAITED_WRITE, RuntimeWarning)
     sys.stderr = quiet = QuietStderr(previous[0])
     sys.excepthook = _drop_closed_loop_noise(previous[1])
     sys.unraisablehook = _drop_orbax_read_noise(previous[2])
@@ -263,3 +276,4 @@ def command_line_filters():
             sys.stderr, sys.excepthook, sys.unraisablehook = previous
             for logger, f in filters:
                 logger.removeFilter(f)
+            caught.__exit__(None, None, None)
