@@ -41,8 +41,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check jaxdl experiments tests benchmarks
 
 ## jaxdl vs PyTorch peers, interleaved (ARGS=--quick for a smoke run, ARGS=--only=GROUP for one group).
-## torch==2.13.0 is pinned here because its CPU wheel is on this machine's local disk;
-## elsewhere any recent torch (the `bench` extra: torch>=2.4) works.
+## torch==2.13.0 is pinned: the release docs/benchmarks.md's figures were measured with. For
+## .venv's Python 3.13 pip downloads its CUDA build from PyPI (runs on CPUs too; 6.0 GB in the
+## venv, about 6 min on a 2-core EPYC, 2026-12-06). Any recent torch works (`bench`: torch>=2.4).
 BENCH_STAMP := $(VENV)/.installed-bench
 $(BENCH_STAMP): pyproject.toml $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[dev,bench]' 'torch==2.13.0'

@@ -201,8 +201,9 @@ def main(argv=None) -> int:
                "race": race, "optim_vs_torch": optim, "hf_export": export,
                "table": rows}
     args.out.write_text(json.dumps(results, indent=1, default=str) + "\n")
-    print()
-    print(render(rows))
+    if rows:  # `--only` a group without peer-timed figures prints its own lines only
+        print()
+        print(render(rows))
     if sharded:
         print()
         print(bench_sharding.table(sharded))
@@ -212,7 +213,8 @@ def main(argv=None) -> int:
     if race:
         print()
         print(race["table"])
-    print(f"\n{', '.join(f'{k} {v:.2f}' for k, v in headline(cnn, lm).items() if v)}")
+    if heads := headline(cnn, lm):
+        print(f"\n{', '.join(f'{k} {v:.2f}' for k, v in heads.items() if v)}")
     print(f"wrote {args.out} ({results['seconds']:.0f} s)")
     return 0
 
