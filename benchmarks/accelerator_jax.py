@@ -13,7 +13,14 @@ import functools
 import tempfile
 import time
 
-from benchmarks.accelerator import CONTEXT_QUICK, GENERATE, GPT2, GPT2_QUICK, step_seconds, timed
+from benchmarks.accelerator_cases import (
+    CONTEXT_QUICK,
+    GENERATE,
+    GPT2,
+    GPT2_QUICK,
+    step_seconds,
+    timed,
+)
 
 # Train-step XLA options tried on GPUs beside XLA's defaults; the measured winner goes to
 # jaxdl.train.compile (docs/accelerators.md).

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from benchmarks.accelerator import CONTEXT_QUICK, GENERATE, GPT2, GPT2_QUICK, timed
+from benchmarks.accelerator_cases import CONTEXT_QUICK, GENERATE, GPT2, GPT2_QUICK, timed
 
 
 def _torch():
