@@ -192,6 +192,25 @@ def test_init_from_with_a_contradicting_shape_names_the_key(tmp_path, overrides,
         recipe.load_data(config)
 
 
+@pytest.mark.parametrize("fsdp, tensor, dtype", [(4, 1, "float32"), (2, 2, "bfloat16")])
+def test_init_from_starts_every_mesh_and_dtype_from_the_checkpoint(tmp_path, fsdp, tensor,
+                                                                   dtype):
+    """The runner's first state from a GPT-2 directory on 4 devices: the checkpoint's params
+    bitwise (float32 masters under a bfloat16 compute dtype), split as the mesh asks (the
+    token table, 512 x 32: its width along fsdp, its rows along tensor)."""
+    from tests.processes import cpu_env
+
+    ckpt = _pretrained_dir(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "tests.pretrained_child", str(ckpt), str(fsdp),
+                        str(tensor), dtype], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300, env=cpu_env(4))
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got == {"same": True, "dtypes": ["float32"], "compute": dtype,
+                   "largest": "['embed']['embedding']", "shape": [512, 32],
+                   "shard": [512 // tensor, 32 // fsdp], "devices": 4}, got
+
+
 def test_init_from_needs_the_checkpoints_tokenizer(tmp_path):
     from jaxdl.data import bpe
 
