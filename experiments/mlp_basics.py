@@ -14,6 +14,7 @@ Result (2-core CPU, 20 epochs, under a minute): digits relu ~97% test accuracy (
 import ml_collections
 
 from jaxdl import plots, recipes, run
+from jaxdl.config import without
 from jaxdl.data.tabular import PROBLEMS, load_problem
 from jaxdl.entry import run_experiment
 from jaxdl.errors import UserError
@@ -21,7 +22,7 @@ from jaxdl.nn import backprop
 from jaxdl.recipes.mlp import backprop_demo
 from jaxdl.workdir import save_config, write_results
 
-SWEEP_KEYS = ("problems", "activations", "backprop_steps", "backprop_hidden", "backprop_lr")
+OWN_KEYS = ("problems", "activations", "backprop_steps", "backprop_hidden", "backprop_lr")
 YLABEL = {"regression": "MSE (standardised)", "binary": "BCE", "multiclass": "cross-entropy"}
 
 
@@ -50,8 +51,7 @@ def main(config, workdir):
     for name in config.problems:
         per_problem[name], series = {}, {}
         for act in config.activations:
-            sub = ml_collections.ConfigDict({k: v for k, v in config.to_dict().items()
-                                             if k not in SWEEP_KEYS})
+            sub = without(config, OWN_KEYS)
             sub.problem, sub.activation = name, act
             r = run.train(sub, workdir / f"{name}_{act}")
             seconds += r["train_seconds"]

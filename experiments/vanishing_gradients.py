@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 
 from jaxdl import plots, recipes, run
+from jaxdl.config import without
 from jaxdl.data.loader import eval_windows
 from jaxdl.entry import run_experiment
 from jaxdl.nn import count_params
@@ -56,8 +57,7 @@ def main(config, workdir):
                "cells": {}}
     curves = {}
     for cell in [c.strip() for c in config.cells.split(",") if c.strip()]:
-        sub = ml_collections.ConfigDict({k: v for k, v in config.to_dict().items()
-                                         if k not in OWN_KEYS})
+        sub = without(config, OWN_KEYS)
         sub.cell = cell
         if config.trained_workdir:
             model, params, train_loss = trained(config.trained_workdir.format(cell=cell))

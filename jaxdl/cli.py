@@ -153,14 +153,15 @@ def export(args) -> None:
     recipe or architecture has no GPT-2 form."""
     from jaxdl import pretrained, run
 
-    config, recipe = run.recipe_of(args.workdir)
+    _, recipe = run.recipe_of(args.workdir)
     if recipe.name != "decoder_lm":
         raise UserError(f"`jaxdl export` writes decoder_lm runs; {args.workdir} is a "
                         f"{recipe.name} run")
-    recipe.validate(config)
-    pretrained.check_expressible(config)
     with contextlib.redirect_stdout(io.StringIO()):
-        r = run.load(args.workdir)
+        r = run.load(args.workdir, restore=False)
+    pretrained.check_expressible(r.config)
+    with contextlib.redirect_stdout(io.StringIO()):
+        r = run.restored(r)
     import jax
     import numpy as np
 

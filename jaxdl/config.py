@@ -114,6 +114,14 @@ def parse_args(argv: list[str], get_config: Callable[[], ml_collections.ConfigDi
     return apply_overrides(config, overrides), workdir if "://" in workdir else Path(workdir)
 
 
+def without(config: ml_collections.ConfigDict, keys) -> ml_collections.ConfigDict:
+    """A copy of `config` without `keys`: an experiment's config less its own keys
+    (`OWN_KEYS`) is the config of the recipe runs it makes, which refuse any key their
+    recipe does not take."""
+    return ml_collections.ConfigDict({k: v for k, v in config.to_dict().items()
+                                      if k not in keys})
+
+
 def _flatten(d: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in d.items():

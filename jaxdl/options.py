@@ -18,6 +18,7 @@ A violation is one UserError naming the key, the value and what is allowed, e.g.
 """
 
 import dataclasses
+import difflib
 import math
 import numbers
 from collections.abc import Callable, Iterable
@@ -262,7 +263,20 @@ def complete(config, options: dict[str, Option]) -> None:
 
 
 def validate(config, options: dict[str, Option]) -> None:
-    """The first key (in the table's order) whose value breaks its rule: a UserError."""
+    """A key the table lacks (a typo in a config file would otherwise train on the default
+    silently), then the first key (in the table's order) whose value breaks its rule: a
+    UserError."""
+    mesh = config.get("mesh") or {}
+    for axis in mesh:
+        if f"mesh.{axis}" not in options:
+            raise UserError(f"config key 'mesh.{axis}' is not a mesh axis; the axes are "
+                            "data, fsdp, tensor (e.g. --config.mesh.fsdp=8)")
+    if unknown := unknown_keys(config, options):
+        key = unknown[0]
+        near = difflib.get_close_matches(key, options, n=1)
+        hint = f"did you mean {near[0]!r}? " if near else ""
+        raise UserError(f"config key {key!r} is not one the {config.get('recipe')} recipe "
+                        f"takes ({hint}`--help` lists them); set a known key or remove it")
     for o in options.values():
         value, rule = _get(config, o.key), o.rule
         if value is _MISSING or rule is None or rule.ok(value):
@@ -271,16 +285,34 @@ def validate(config, options: dict[str, Option]) -> None:
             else ""
         raise UserError(f"config key {o.key!r} is {value!r}; allowed: {rule.describe()}"
                         f"{example}")
-    mesh = config.get("mesh") or {}
-    for axis in mesh:
-        if f"mesh.{axis}" not in options:
-            raise UserError(f"config key 'mesh.{axis}' is not a mesh axis; the axes are "
-                            "data, fsdp, tensor (e.g. --config.mesh.fsdp=8)")
     k = config.get("grad_accum_steps", 1)
     if config.get("batch_size", k) % k:
         raise UserError(f"config key 'grad_accum_steps' is {k}, which does not split "
                         f"batch_size {config.batch_size} into equal microbatches; use a "
                         f"divisor of {config.batch_size} (e.g. --config.grad_accum_steps=1)")
+
+
+def unknown_keys(config, options: dict[str, Option]) -> list[str]:
+    """The dotted keys of `config` that no option of the table names, sorted."""
+    def keys(node, prefix=""):
+        for k in node.keys():
+            if hasattr(node[k], "keys"):
+                yield from keys(node[k], f"{prefix}{k}.")
+            else:
+                yield f"{prefix}{k}"
+    return sorted(k for k in keys(config) if k not in options)
+
+
+def drop_unknown(config, options: dict[str, Option]) -> list[str]:
+    """Remove the keys `unknown_keys` names from `config`; returns them."""
+    unknown = unknown_keys(config, options)
+    for key in unknown:
+        *parents, leaf = key.split(".")
+        node = config
+        for p in parents:
+            node = node[p]
+        del node[leaf]
+    return unknown
 
 
 def describe(options: dict[str, Option], values=None) -> str:

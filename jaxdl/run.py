@@ -146,15 +146,18 @@ def load(workdir, *, restore: bool = True) -> Run:
     (`gs://` workdirs: from the bucket, through the local mirror, `jaxdl.storage`)."""
     workdir, _ = storage.local_workdir(workdir)
     config, recipe = recipe_of(workdir)
-    recipe.validate(config)  # fills in keys an older config.json lacks
+    recipe.validate(config, saved=True)  # fills in keys an older config.json lacks
     data = recipe.load_data(config)
-    task = recipe.build(config, data)
-    state, step = None, None
-    if restore:
-        command = f"jaxdl train --config.recipe={recipe.name} --workdir {workdir}"
-        state, _, step = restore_from_workdir(workdir, task.abstract_state(config.seed),
-                                              fix=f"train first ({command})")
-    return Run(workdir, config, recipe, data, task, state, step)
+    r = Run(workdir, config, recipe, data, recipe.build(config, data), None, None)
+    return restored(r) if restore else r
+
+
+def restored(r: Run) -> Run:
+    """`r` with its workdir's latest checkpoint (a `load(..., restore=False)` checked first)."""
+    command = f"jaxdl train --config.recipe={r.recipe.name} --workdir {r.workdir}"
+    state, _, step = restore_from_workdir(r.workdir, r.task.abstract_state(r.config.seed),
+                                          fix=f"train first ({command})")
+    return dataclasses.replace(r, state=state, step=step)
 
 
 def evaluate(workdir, *, verbose: bool = True) -> dict:

@@ -352,6 +352,49 @@ def test_6_unknown_config_key_and_argument():
     one_line(e, "unrecognised argument '--epochs=3'", "--config.KEY=VALUE")
 
 
+def test_6_a_config_files_unknown_key_is_refused_naming_the_nearest(tmp_path, capsys):
+    """A typo in a config file (`learnig_rate`) once trained on the default learning rate in
+    silence; the command line refused only its own overrides. The runner's check of the
+    table refuses it, from a file or from Python, before anything is written."""
+    from jaxdl import recipes, run
+
+    config_file = tmp_path / "typo.py"
+    config_file.write_text("from jaxdl import recipes\n\ndef get_config():\n"
+                           "    config = recipes.get('mlp').get_config()\n"
+                           "    config.learnig_rate = 0.5\n    return config\n")
+    workdir = tmp_path / "run"
+    with pytest.raises(SystemExit) as e:
+        cli.main(["train", f"--config={config_file}", "--workdir", str(workdir)])
+    line = cli_error(capsys, e.value.code)
+    assert "config key 'learnig_rate' is not one the mlp recipe takes" in line, line
+    written = lambda: sorted(workdir.rglob("*")) if workdir.exists() else []  # noqa: E731
+    assert "did you mean 'learning_rate'?" in line and written() == [], line
+    config = recipes.get("seq2seq").get_config()
+    config.mesh.fsdp, config.zzz = 2, 1
+    with pytest.raises(UserError) as e:
+        run.train(config, workdir)
+    one_line(e, "config key 'zzz' is not one the seq2seq recipe takes", "`--help` lists them")
+    assert written() == []
+
+
+def test_6_a_saved_config_with_a_key_this_version_lacks_loads_with_one_notice(tmp_path,
+                                                                               capsys):
+    """A workdir another jaxdl version wrote (a key since removed) still loads: the key is
+    named once on stderr and ignored."""
+    from jaxdl import recipes, run
+
+    config = recipes.get("mlp").get_config()
+    config.update({"hidden_sizes": (8,)})
+    saved = {**config.to_dict(), "retired_key": 3, "mesh": {**config.mesh, "pipe": 2}}
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    r = run.load(tmp_path, restore=False)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "note: this run's config.json has keys this jaxdl does " \
+        "not take (mesh.pipe, retired_key); they are ignored" in err, err
+    assert "retired_key" not in r.config and "pipe" not in r.config.mesh
+    assert tuple(r.config.hidden_sizes) == (8,)
+
+
 @pytest.mark.parametrize("key, text, expects, example", [
     ("epochs", "five", "int", "--config.epochs=5"),
     ("epochs", "1.5", "int", "--config.epochs=5"),

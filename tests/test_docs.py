@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from jaxdl import cli, recipes
-from jaxdl.config import parse_args
+from jaxdl.config import parse_args, without
 from jaxdl.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,7 +107,7 @@ def _concrete(args):
     return out
 
 
-def _check_train(args, get_config, where):
+def _check_train(args, get_config, where, own_keys=()):
     """Runner arguments: --config=FILE, --config.KEY=VALUE (keys of this config, values its
     recipe accepts), --workdir, --help."""
     names = [a.split("=", 1)[1] for a in args if a.startswith("--config.recipe=")]
@@ -127,7 +127,7 @@ def _check_train(args, get_config, where):
             pytest.fail(f"{where}: no config file and no --config.recipe")
         config, _ = parse_args(concrete, get_config, "runs/x")
         recipe = recipes.get(config.recipe)
-        recipe.validate(config)
+        recipe.validate(without(config, own_keys))  # an experiment's runs get its recipe's
     except UserError as e:
         pytest.fail(f"{where}: {e}")
     for key in placeholders:
@@ -184,10 +184,11 @@ def _check_module(module: str, args, where):
     path = _module_file(module)
     if module == "jaxdl.run" or module.startswith("experiments."):
         assert path is not None, f"{where}: no module {module}"
-        get_config = None
         if module.startswith("experiments."):
-            get_config = importlib.import_module(module).get_config
-        return _check_train(args, get_config, where)
+            experiment = importlib.import_module(module)
+            return _check_train(args, experiment.get_config, where,
+                                getattr(experiment, "OWN_KEYS", ()))
+        return _check_train(args, None, where)
     if module.split(".")[0] not in ("jaxdl", "benchmarks", "tests"):
         return  # another tool's module (pip, venv)
     assert path is not None, f"{where}: no module {module}"

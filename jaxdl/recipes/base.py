@@ -6,6 +6,7 @@ names its recipe) is all they need to rebuild the run.
 
 import dataclasses
 import functools
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -121,12 +122,17 @@ class Recipe:
     def get_config(self):
         return options.config_of(self.table, recipe=self.name)
 
-    def validate(self, config) -> None:
+    def validate(self, config, *, saved: bool = False) -> None:
         """Every key's type and range, before any work; keys an older workdir's config.json
         lacks are filled in with their defaults first (the shared ones; a family's own
-        keys keep what their absence meant, e.g. decoder_lm's NANOGPT)."""
+        keys keep what their absence meant, e.g. decoder_lm's NANOGPT). A key the table
+        lacks is an error, except in a `saved` config.json (a key another jaxdl version
+        wrote): there it is named in one notice and dropped, so the run still loads."""
         options.complete(config, {k: o for k, o in self.table.items() if k not in
                                   {o.key for o in self.options}})
+        if saved and (unknown := options.drop_unknown(config, self.table)):
+            print(f"note: this run's config.json has keys this jaxdl does not take "
+                  f"({', '.join(unknown)}); they are ignored", file=sys.stderr)
         options.validate(config, self.table)
 
     def check(self, config, data) -> None:
