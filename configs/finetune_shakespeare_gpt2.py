@@ -15,6 +15,9 @@ accumulated), 20 updates at a constant 3e-5 (AdamW, beta2 0.95, weight decay 0.1
 1.0), no dropout, the validation loss every 5 updates over 40 windows. Add
 `--config.dtype=bfloat16` on an accelerator.
 
+results.json holds the before and after: `init_val_loss` (the checkpoint's own loss on the
+validation windows) and `val_loss`, with `init_val_bpc` and `val_bpc`.
+
 Result: not measured yet. GPT-2's weights cannot be fetched where jaxdl is developed (no
 network), so the row of the results table waits for a machine that has them; the import,
 the tokenizer, the run from a checkpoint and its exact resume are tested on a small GPT-2

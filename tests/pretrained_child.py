@@ -1,7 +1,8 @@
 """Child of test_pretrained: a decoder-LM run's state started from a GPT-2 directory
 (`init_from`) as the runner makes it, under a mesh and a compute dtype given on the
 command line; prints one JSON line: whether every parameter is the checkpoint's, their
-dtypes, the model's compute dtype and how the largest parameter is split.
+dtypes, the model's compute dtype, how the largest parameter is split, and whether
+`Placement.like` places the checkpoint as the state holds it.
 
     python -m tests.pretrained_child DIR FSDP TENSOR DTYPE   # 4 fake CPU devices
 """
@@ -36,8 +37,12 @@ def main(directory: str, fsdp: int, tensor: int, dtype: str) -> dict:
     got = jax.tree_util.tree_flatten_with_path(state.params)[0]
     same = all(np.array_equal(np.asarray(a), b)
                for (_, a), b in zip(got, jax.tree.leaves(want), strict=True))
+    placed = placement.like(want, state.params)  # how the final report evaluates the start
+    like = all(a.sharding == b.sharding and np.array_equal(np.asarray(a), np.asarray(b))
+               for a, b in zip(jax.tree.leaves(placed), jax.tree.leaves(state.params),
+                               strict=True))
     path, big = max(got, key=lambda kv: kv[1].size)
-    return {"same": same, "dtypes": sorted({str(a.dtype) for _, a in got}),
+    return {"same": same, "like": like, "dtypes": sorted({str(a.dtype) for _, a in got}),
             "compute": jax.numpy.dtype(task.model.dtype).name,
             "largest": jax.tree_util.keystr(path), "shape": list(big.shape),
             "shard": list(big.addressable_shards[0].data.shape),

@@ -148,6 +148,23 @@ class DecoderLanguageModel(LanguageModel):
         return language.generate_cached(task.model, params, prompt_ids, num_tokens, rng,
                                         temperature=temperature, top_k=config.top_k)
 
+    def evaluate(self, config, task, data, state, ctx) -> dict:
+        """The language model's evaluation; from a pretrained checkpoint also the
+        checkpoint's own validation loss (`init_val_loss`, nanoGPT's step-0 loss): a
+        fine-tune's before and after from one run."""
+        out = super().evaluate(config, task, data, state, ctx)
+        if data.pretrained is None:
+            return out
+        start = state.replace(params=ctx.placement.like(data.pretrained, state.params))
+        val = self.val_metrics(config, task, data, start, ctx)
+        out["init_val_loss"] = val["loss"]
+        line = f"Validation of {config.init_from} before training: loss {val['loss']:.4f}"
+        if data.level == "bpe":
+            out["init_val_bpc"] = self.bits_per_char(config, data, val["loss"])
+            line += f" nats/token, {out['init_val_bpc']:.3f} bits/character"
+        ctx.say(line)
+        return out
+
     def report(self, config, task, data, state, history, ctx, writer) -> dict:
         out = super().report(config, task, data, state, history, ctx, writer)
         n = count_params(state.params)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import numpy as np
 from jax.sharding import Mesh
 
 from jaxdl.train import parallel, sharding
@@ -95,6 +96,17 @@ class Placement:
     def put_batch(self, batch):
         """A host batch (this process's rows) -> the batch the compiled steps take."""
         return batch if self.mesh is None else parallel.shard_batch(batch, self.mesh)
+
+    def like(self, host_tree, placed_tree):
+        """Host arrays (every process holds the whole of each) as `placed_tree`'s leaves
+        are: their dtypes and, on a mesh, their shardings, each device taking its slice."""
+        def put(host, placed):
+            host = np.asarray(host, placed.dtype)
+            if self.mesh is None:
+                return jax.device_put(host, placed.sharding)
+            return jax.make_array_from_callback(host.shape, placed.sharding,
+                                                lambda index: host[index])
+        return jax.tree.map(put, host_tree, placed_tree)
 
     def local(self, tree):
         """The whole of `tree` on this process's first device, for what runs per process
