@@ -50,7 +50,7 @@ def _train(config, workdir, recipe, placement, data) -> dict:
     main = placement.is_main
     task = recipe.build(config, data)
     state, shardings = placement.init_state(task.init, config.seed, task.logical_specs(),
-                                            jit=task.jit_init, params=task.pretrained)
+                                            params=task.pretrained)
     n_params = count_params(state.params)
     if main:
         print(f"{type(task.model).__name__}: {n_params:,} parameters.")

@@ -31,7 +31,7 @@ def main(directory: str, fsdp: int, tensor: int, dtype: str) -> dict:
     recipe.check(config, data)
     task = recipe.build(config, data)
     state, _ = placement.init_state(task.init, config.seed, task.logical_specs(),
-                                    jit=task.jit_init, params=task.pretrained)
+                                    params=task.pretrained)
     want = pretrained.read_gpt2(config.init_from).params
     want["pos"]["table"] = want["pos"]["table"][:config.seq_len]
     got = jax.tree_util.tree_flatten_with_path(state.params)[0]

@@ -45,7 +45,6 @@ class Task:
     preprocess: Callable | None = None  # on device, inside the step: (batch, rng, train)
     learning_rate: Callable | float | None = None  # the schedule, for the logs
     ema_decay: float | None = None
-    jit_init: bool = False  # initialise in one compiled call (big models) or op by op
     extra: dict = dataclasses.field(default_factory=dict)  # family specifics (vocab, ...)
     pretrained: Any = None  # params to start from (host arrays: init_from), else drawn
 
@@ -57,8 +56,7 @@ class Task:
 
     def init_state(self, seed: int):
         """The initial state on one device (on a mesh: `Placement.init_state`)."""
-        return Placement().init_state(self.init, seed, jit=self.jit_init,
-                                      params=self.pretrained)[0]
+        return Placement().init_state(self.init, seed, params=self.pretrained)[0]
 
     def abstract_state(self, seed: int = 0):
         """Shapes and dtypes only: the template a restore needs, nothing computed."""

@@ -145,7 +145,7 @@ class TextToImageDiffusion(Recipe):
             *a, schedule=schedule, prediction=config.prediction, cond_drop=config.cond_drop,
             null_cond=tokenizer.empty, **k)
         return Task(model, loss, tx, example, preprocess, learning_rate=lr,
-                    ema_decay=config.ema_decay, jit_init=True,
+                    ema_decay=config.ema_decay,
                     extra={"schedule": schedule, "tokenizer": tokenizer})
 
     def train_loader(self, config, data, **shard):
