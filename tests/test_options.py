@@ -3,7 +3,7 @@ model knobs reach every module that has the field."""
 
 import pytest
 
-from jaxdl import options, recipes
+from jaxdl import options, recipes, rules
 from jaxdl.errors import UserError
 from jaxdl.recipes import options_page
 from jaxdl.recipes.base import configure_model
@@ -16,10 +16,10 @@ def test_the_options_page_is_generated_from_the_table():
 
 def _bad(rule, default):
     """A value of the default's type that the rule refuses."""
-    if isinstance(rule, options.Check):
+    if isinstance(rule, rules.Check):
         return "5:3"
     edge = rule.low - 1 if rule.low is not None else rule.high + 1
-    if isinstance(rule, options.MeshSize):
+    if isinstance(rule, rules.MeshSize):
         edge = 0
     one = type(default[0] if rule.sequence else default)(edge)
     return (one,) if rule.sequence else one
@@ -31,7 +31,7 @@ def test_every_ruled_key_takes_its_example_and_refuses_a_bad_value_by_name(name)
     checked = 0
     for key, option in recipe.table.items():
         rule = option.rule
-        if rule is None or isinstance(rule, options.Choice):
+        if rule is None or isinstance(rule, rules.Choice):
             continue
         config = recipe.get_config()
         if rule.example is not None:

@@ -27,9 +27,10 @@ from optax.contrib import MuonDimensionNumbers
 from jaxdl.errors import UserError
 from jaxdl.nn import count_params
 from jaxdl.nn.transformer import DecoderLM
-from jaxdl.options import BOOL, Choice, Option, Rule, count, shared
+from jaxdl.options import Option, shared
 from jaxdl.recipes.base import Task, configure_model, steady_step_rate
 from jaxdl.recipes.language_model import TEXT_OPTIONS, LanguageModel, example_tokens
+from jaxdl.rules import BOOL, Choice, Rule, count
 from jaxdl.tasks import language
 from jaxdl.train import flops, make_optimizer, make_schedule, muon_adamw
 

@@ -20,8 +20,9 @@ from jaxdl.data.loader import ArrayLoader
 from jaxdl.errors import UserError
 from jaxdl.evaluators.classification import classification_report, labels_of, logits_function
 from jaxdl.nn import MyNet
-from jaxdl.options import BOOL, Option, Rule, shared
+from jaxdl.options import Option, shared
 from jaxdl.recipes.base import Context, Recipe, Task
+from jaxdl.rules import BOOL, Rule
 from jaxdl.tasks import classify
 from jaxdl.train import make_optimizer
 

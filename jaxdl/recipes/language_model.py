@@ -17,8 +17,9 @@ from jaxdl.data import bpe
 from jaxdl.data import text as textdata
 from jaxdl.data.loader import WindowLoader, eval_windows
 from jaxdl.errors import UserError
-from jaxdl.options import Option, Rule, count, positive_int, shared
+from jaxdl.options import Option, shared
 from jaxdl.recipes.base import Recipe, steady_rate
+from jaxdl.rules import Rule, count, positive_int
 from jaxdl.tasks import language
 from jaxdl.train.loop import evaluate
 

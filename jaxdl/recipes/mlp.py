@@ -15,8 +15,9 @@ import numpy as np
 from jaxdl.data.loader import ArrayLoader
 from jaxdl.data.tabular import load_problem
 from jaxdl.nn import MLP, backprop
-from jaxdl.options import Default, Option, Rule, shared
+from jaxdl.options import Default, Option, shared
 from jaxdl.recipes.base import Recipe, Task
+from jaxdl.rules import Rule
 from jaxdl.tasks import classify
 from jaxdl.train import make_optimizer
 from jaxdl.train.loop import evaluate

@@ -15,9 +15,10 @@ import optax
 
 from jaxdl.nn import count_params
 from jaxdl.nn.recurrent import RecurrentLM, hidden_for_budget
-from jaxdl.options import Default, Option, count, positive_int, shared
+from jaxdl.options import Default, Option, shared
 from jaxdl.recipes.base import Task
 from jaxdl.recipes.language_model import TEXT_OPTIONS, LanguageModel, example_tokens
+from jaxdl.rules import count, positive_int
 from jaxdl.tasks import language
 from jaxdl.train import make_optimizer, make_schedule
 

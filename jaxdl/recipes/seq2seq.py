@@ -19,8 +19,9 @@ from jaxdl.data.dates import make_dataset
 from jaxdl.data.loader import StepLoader
 from jaxdl.errors import UserError
 from jaxdl.nn.transformer import EncoderDecoder
-from jaxdl.options import Option, positive_int, shared
+from jaxdl.options import Option, shared
 from jaxdl.recipes.base import Recipe, Task
+from jaxdl.rules import positive_int
 from jaxdl.tasks import seq2seq
 from jaxdl.train import make_optimizer, make_schedule
 from jaxdl.train.loop import evaluate

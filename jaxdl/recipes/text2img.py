@@ -30,8 +30,9 @@ from jaxdl.nn import ConvNet
 from jaxdl.nn.text2img import TextToImage
 from jaxdl.nn.transformer import Encoder
 from jaxdl.nn.unet import UNet
-from jaxdl.options import BOOL, Default, Option, Rule, count, positive_int, shared
+from jaxdl.options import Default, Option, shared
 from jaxdl.recipes.base import Recipe, Task
+from jaxdl.rules import BOOL, Rule, count, positive_int
 from jaxdl.tasks import classify, denoise
 from jaxdl.train import (
     create_train_state,
