@@ -8,7 +8,8 @@ the model knobs a recipe offers when its models have the field (`remat`,
 `attention_impl`) or its loss the choice (`loss_impl`); a recipe lists its own keys in
 the same form (`Recipe.options`). The table is read once, here: `config_of` builds a
 recipe's default config from it, `complete` fills keys an older workdir's config.json
-lacks, `validate` checks every value before any work, and `describe` / `markdown` give
+lacks, `validate` refuses a key the table lacks and checks every value before any work
+(the values a key may take are `jaxdl.rules`), and `describe` / `markdown` give
 `--help` and docs/options.md. Family keys that several recipes take with their own
 defaults (`batch_size`, `learning_rate`, ...) have their rule and doc in `SHARED`, so a
 recipe gives only the default.
