@@ -33,7 +33,7 @@ def _parse_value(text: str):
 
 def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, str]):
     """Set dotted keys from strings; unknown keys and wrong types raise UserError."""
-    flat = _flatten(config.to_dict())
+    flat = flatten(config.to_dict())
     for key, text in overrides.items():
         if key not in flat:
             raise UserError(f"unknown config key {key!r}; known keys: {', '.join(sorted(flat))}")
@@ -122,11 +122,12 @@ def without(config: ml_collections.ConfigDict, keys) -> ml_collections.ConfigDic
                                       if k not in keys})
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
+def flatten(d: dict, prefix: str = "") -> dict:
+    """A nested dict's leaves by dotted key (`{"mesh.fsdp": 8, ...}`)."""
     out = {}
     for k, v in d.items():
         if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
+            out.update(flatten(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out

@@ -25,6 +25,7 @@ from typing import Any
 
 import ml_collections
 
+from jaxdl.config import flatten
 from jaxdl.errors import UserError
 from jaxdl.rules import BOOL, MESH_SIZE, Check, Choice, Rule, count, positive_int
 
@@ -174,13 +175,11 @@ def validate(config, options: dict[str, Option]) -> None:
     """A key the table lacks (a typo in a config file would otherwise train on the default
     silently), then the first key (in the table's order) whose value breaks its rule: a
     UserError."""
-    mesh = config.get("mesh") or {}
-    for axis in mesh:
-        if f"mesh.{axis}" not in options:
-            raise UserError(f"config key 'mesh.{axis}' is not a mesh axis; the axes are "
-                            "data, fsdp, tensor (e.g. --config.mesh.fsdp=8)")
     if unknown := unknown_keys(config, options):
-        key = unknown[0]
+        key = next((k for k in unknown if k.startswith("mesh.")), unknown[0])
+        if key.startswith("mesh."):
+            raise UserError(f"config key {key!r} is not a mesh axis; the axes are "
+                            "data, fsdp, tensor (e.g. --config.mesh.fsdp=8)")
         near = difflib.get_close_matches(key, options, n=1)
         hint = f"did you mean {near[0]!r}? " if near else ""
         raise UserError(f"config key {key!r} is not one the {config.get('recipe')} recipe "
@@ -202,24 +201,15 @@ def validate(config, options: dict[str, Option]) -> None:
 
 def unknown_keys(config, options: dict[str, Option]) -> list[str]:
     """The dotted keys of `config` that no option of the table names, sorted."""
-    def keys(node, prefix=""):
-        for k in node.keys():
-            if hasattr(node[k], "keys"):
-                yield from keys(node[k], f"{prefix}{k}.")
-            else:
-                yield f"{prefix}{k}"
-    return sorted(k for k in keys(config) if k not in options)
+    return sorted(k for k in flatten(config.to_dict()) if k not in options)
 
 
 def drop_unknown(config, options: dict[str, Option]) -> list[str]:
     """Remove the keys `unknown_keys` names from `config`; returns them."""
     unknown = unknown_keys(config, options)
     for key in unknown:
-        *parents, leaf = key.split(".")
-        node = config
-        for p in parents:
-            node = node[p]
-        del node[leaf]
+        parent, _, leaf = key.rpartition(".")
+        del (_get(config, parent) if parent else config)[leaf]
     return unknown
 
 

@@ -101,8 +101,6 @@ class Placement:
         are: their dtypes and, on a mesh, their shardings, each device taking its slice."""
         def put(host, placed):
             host = np.asarray(host, placed.dtype)
-            if self.mesh is None:
-                return jax.device_put(host, placed.sharding)
             return jax.make_array_from_callback(host.shape, placed.sharding,
                                                 lambda index: host[index])
         return jax.tree.map(put, host_tree, placed_tree)
